@@ -1,0 +1,1 @@
+"""Latency benchmarks for agentos_mw against the alternatives (``python -m benchmarks``)."""
