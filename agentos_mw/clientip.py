@@ -102,4 +102,4 @@ class ClientIPResolver:
 def client_ip(scope: Scope) -> str | None:
     """The direct peer address (no proxies trusted)."""
     client = scope.get("client")
-    return client[0] if client else None  # type: ignore[no-any-return]
+    return str(client[0]) if client else None

@@ -158,7 +158,7 @@ class RouteTable(Generic[V]):
         result: RouteMatch[V] | None = None
         if found is not None:
             entry, captured = found
-            params = {name: seg for name, seg in zip(entry.names, captured) if name is not None}
+            params = {name: seg for name, seg in zip(entry.names, captured, strict=True) if name is not None}
             result = RouteMatch(entry.value, entry.key, params, tuple(captured))
         if len(path) <= _CACHEABLE_PATH_LEN:
             if len(self._cache) >= _CACHE_MAX:

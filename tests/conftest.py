@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import AsyncIterator
+
 import pytest
 
 
@@ -9,10 +13,6 @@ import pytest
 def anyio_backend() -> str:
     return "asyncio"
 
-
-import os
-import uuid
-from collections.abc import AsyncIterator
 
 REDIS_URL = os.environ.get("AGENTOS_MW_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() == "true"

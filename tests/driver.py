@@ -73,7 +73,10 @@ def http_scope(
     **extra: Any,
 ) -> dict[str, Any]:
     raw = [
-        (k.encode("latin-1") if isinstance(k, str) else k, v.encode("latin-1") if isinstance(v, str) else v)
+        (
+            k.encode("latin-1") if isinstance(k, str) else k,
+            v.encode("latin-1") if isinstance(v, str) else v,
+        )
         for k, v in headers
     ]
     scope: dict[str, Any] = {

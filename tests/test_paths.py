@@ -33,7 +33,9 @@ def test_exact_single_double_and_param() -> None:
     assert table.match("GET", "/agents/a1/runs") is None
     assert table.match("PUT", "/docs") is not None
     assert table.match("GET", "/docs/a/b/c") is not None
-    assert table.match("GET", "/agents//") is None or table.match("GET", "/agents//").value == "list"  # type: ignore[union-attr]
+    assert (
+        table.match("GET", "/agents//") is None or table.match("GET", "/agents//").value == "list"
+    )  # type: ignore[union-attr]
 
 
 def test_star_does_not_match_empty_segment_or_many() -> None:
@@ -45,7 +47,11 @@ def test_star_does_not_match_empty_segment_or_many() -> None:
 
 def test_most_specific_wins_regardless_of_order() -> None:
     for order in (1, -1):
-        items = [("GET /agents/*", "read"), ("GET /agents/*/secrets", "secret"), ("GET /**", "any")][::order]
+        items = [
+            ("GET /agents/*", "read"),
+            ("GET /agents/*/secrets", "secret"),
+            ("GET /**", "any"),
+        ][::order]
         table = RouteTable(items)
         assert table.match("GET", "/agents/a1/secrets").value == "secret"  # type: ignore[union-attr]
         assert table.match("GET", "/agents/a1").value == "read"  # type: ignore[union-attr]
@@ -66,7 +72,9 @@ def test_same_shape_later_wins_and_head_uses_get() -> None:
     assert len(table) == 2
 
 
-@pytest.mark.parametrize("bad", ["agents", "GET agents", "G1T /x", "/a*b", "/{x", "/a//b", "/a/{1}"])
+@pytest.mark.parametrize(
+    "bad", ["agents", "GET agents", "G1T /x", "/a*b", "/{x", "/a//b", "/a/{1}"]
+)
 def test_invalid_patterns_rejected_at_startup(bad: str) -> None:
     with pytest.raises(ValueError):
         RouteTable({bad: 1})
@@ -81,7 +89,10 @@ def test_path_set() -> None:
         PathSet("/health")
 
 
-segment = st.text(alphabet=st.characters(blacklist_characters="/", blacklist_categories=("Cs", "Zs", "Cc")), max_size=8)
+segment = st.text(
+    alphabet=st.characters(blacklist_characters="/", blacklist_categories=("Cs", "Zs", "Cc")),
+    max_size=8,
+)
 
 
 @given(st.lists(segment, max_size=8), st.sampled_from(["GET", "HEAD", "POST", "X"]))
