@@ -1,0 +1,175 @@
+"""``MemoryStore``: the in-process store, bounded and LRU-evicting.
+
+One entry per (bucket, key), held in an ``OrderedDict`` in least-recently-seen order. The
+common case (GCRA with one limit) keeps a single int per key, so an entry costs well under 256
+bytes with a short key. When ``max_keys`` is reached the least recently seen key is dropped
+(its client simply starts afresh); entries whose state has expired are reclaimed from the old
+end on every hit. Each check runs without awaiting and under a lock, so it is atomic for tasks
+and threads alike.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+from .algorithms import STEPS, Algorithm, Outcome, State, pick
+from .store import Bucket, Decision
+
+#: Expired entries examined per hit; small and constant so a hit stays O(1).
+_RECLAIM_PER_HIT = 2
+_MAX_MARKERS_DEFAULT = 1_000_000
+
+Entry = int | tuple[int, ...]
+
+
+class MemoryStore:
+    """In-process store. ``max_keys`` bounds the rate-limit entries; ``clock`` returns seconds
+    (``time.time`` by default; tests pass a fake clock)."""
+
+    def __init__(
+        self,
+        max_keys: int = 100_000,
+        *,
+        max_markers: int = _MAX_MARKERS_DEFAULT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
+            raise ValueError("max_keys must be a positive int")
+        if isinstance(max_markers, bool) or not isinstance(max_markers, int) or max_markers < 1:
+            raise ValueError("max_markers must be a positive int")
+        if not callable(clock):
+            raise TypeError("clock must be a callable returning seconds")
+        self.max_keys = max_keys
+        self.max_markers = max_markers
+        self._clock = clock
+        self._data: OrderedDict[str, Entry] = OrderedDict()
+        self._markers: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+        #: Keys dropped because ``max_keys`` was reached (not counting expired ones).
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def now_us(self) -> int:
+        return round(self._clock() * 1_000_000)
+
+    async def hit(
+        self, key: str, buckets: Sequence[Bucket], cost: int = 1, *, now_us: int | None = None
+    ) -> Decision:
+        return self.hit_sync(key, buckets, cost, now_us=now_us)
+
+    def hit_sync(
+        self, key: str, buckets: Sequence[Bucket], cost: int = 1, *, now_us: int | None = None
+    ) -> Decision:
+        """The synchronous check (atomic); :meth:`hit` is its awaitable face."""
+        now = self.now_us() if now_us is None else now_us
+        data = self._data
+        with self._lock:
+            if len(buckets) == 1 and len(buckets[0].limits) == 1:
+                return self._hit_one(key, buckets[0], cost, now)
+            outcomes: list[Outcome] = []
+            entries: list[tuple[str, Bucket, int]] = []
+            limits = []
+            for bucket in buckets:
+                name = bucket.prefix + key
+                step = STEPS[bucket.algorithm]
+                states = _unpack(data.get(name), bucket)
+                first = len(outcomes)
+                for i, limit in enumerate(bucket.limits):
+                    outcomes.append(step(states[i] if states else None, now, limit, cost))
+                    limits.append(limit)
+                entries.append((name, bucket, first))
+            best = pick(outcomes)
+            allowed = all(o[0] for o in outcomes)
+            for name, bucket, first in entries:
+                chunk = outcomes[first : first + len(bucket.limits)]
+                if allowed:
+                    data[name] = _pack(chunk, bucket)
+                if name in data:
+                    data.move_to_end(name)
+            self._tidy(now)
+            o = outcomes[best]
+            return Decision(allowed, limits[best], o[2], o[3], o[4])
+
+    def _hit_one(self, key: str, bucket: Bucket, cost: int, now: int) -> Decision:
+        data = self._data
+        name = bucket.prefix + key
+        entry = data.get(name)
+        limit = bucket.limits[0]
+        if bucket.algorithm is Algorithm.GCRA:
+            state: State | None = None if entry is None else (entry,)  # type: ignore[assignment]
+        else:
+            state = None if entry is None else entry[1:]  # type: ignore[index]
+        allowed, new_state, remaining, reset, retry, expires = STEPS[bucket.algorithm](
+            state, now, limit, cost
+        )
+        if new_state is not None:
+            data[name] = (
+                new_state[0] if bucket.algorithm is Algorithm.GCRA else (expires, *new_state)
+            )
+            data.move_to_end(name)
+        elif entry is not None:
+            data.move_to_end(name)
+        self._tidy(now)
+        return Decision(allowed, limit, remaining, reset, retry)
+
+    def _tidy(self, now: int) -> None:
+        data = self._data
+        for _ in range(_RECLAIM_PER_HIT):
+            if not data:
+                return
+            oldest = next(iter(data))
+            entry = data[oldest]
+            if (entry if isinstance(entry, int) else entry[0]) > now:
+                break
+            del data[oldest]
+        while len(data) > self.max_keys:
+            data.popitem(last=False)
+            self.evictions += 1
+
+    # -- revocation markers: never evicted by rate-limit traffic -------------------------------
+
+    async def put_marker(self, key: str, value: int, expires_at_us: int) -> None:
+        now = self.now_us()
+        with self._lock:
+            markers = self._markers
+            if len(markers) >= self.max_markers and key not in markers:
+                for name in [k for k, (exp, _) in markers.items() if exp <= now]:
+                    del markers[name]
+                if len(markers) >= self.max_markers:
+                    raise OverflowError("MemoryStore: max_markers revocation entries reached")
+            old = markers.get(key)
+            if old is not None and old[0] > now:  # revocations only ever get stronger
+                expires_at_us, value = max(old[0], expires_at_us), max(old[1], value)
+            markers[key] = (expires_at_us, value)
+
+    async def get_markers(self, keys: Sequence[str]) -> list[int | None]:
+        now = self.now_us()
+        out: list[int | None] = []
+        for key in keys:
+            found = self._markers.get(key)
+            out.append(found[1] if found is not None and found[0] > now else None)
+        return out
+
+
+def _unpack(entry: Entry | None, bucket: Bucket) -> list[State] | None:
+    if entry is None:
+        return None
+    if isinstance(entry, int):
+        return [(entry,)]
+    size = len(entry[1:]) // len(bucket.limits)
+    return [entry[1 + i * size : 1 + (i + 1) * size] for i in range(len(bucket.limits))]
+
+
+def _pack(outcomes: list[Outcome], bucket: Bucket) -> Entry:
+    if bucket.algorithm is Algorithm.GCRA and len(outcomes) == 1:
+        return outcomes[0][5]
+    flat: list[int] = [max(o[5] for o in outcomes)]
+    for o in outcomes:
+        assert o[1] is not None
+        flat.extend(o[1])
+    return tuple(flat)
