@@ -1,0 +1,221 @@
+"""From verified claims to request state: claim paths, scopes, and the identity objects.
+
+Claim names may be dotted paths (``realm_access.roles``); a claim whose literal name contains
+dots (Auth0's ``https://example.com/roles``) is found first. Scopes may be a list of strings
+or an OAuth space-separated string (``"openid agents:read"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
+
+from .cache import MAX_AGE
+
+Getter = Callable[[Mapping[str, Any]], Any]
+
+
+def claim_getter(path: str) -> Getter:
+    """A function reading claim ``path`` (dotted for nested objects) or ``None``."""
+    if not isinstance(path, str) or not path or path.startswith(".") or path.endswith("."):
+        raise ValueError(f"invalid claim name {path!r}")
+    if "." not in path:
+        return lambda claims: claims.get(path)
+    parts = tuple(path.split("."))
+    if "" in parts:
+        raise ValueError(f"invalid claim path {path!r}")
+
+    def get(claims: Mapping[str, Any]) -> Any:
+        if path in claims:
+            return claims[path]
+        value: Any = claims
+        for part in parts:
+            if type(value) is not dict:
+                return None
+            value = value.get(part)
+        return value
+
+    return get
+
+
+def scopes_from(value: Any) -> list[str]:
+    """Scopes from a claim value: a space-separated string or a list (non-strings dropped)."""
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, str) and item]
+    return []
+
+
+class JWTUser(BaseUser):
+    """``request.user`` for a verified token; ``claims`` is a read-only view."""
+
+    __slots__ = ("claims", "scopes", "user_id")
+
+    def __init__(self, user_id: str | None, claims: Mapping[str, Any], scopes: list[str]) -> None:
+        self.user_id = user_id
+        self.claims = claims
+        self.scopes = scopes
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.user_id or ""
+
+    @property
+    def identity(self) -> str:
+        return self.user_id or ""
+
+    def __repr__(self) -> str:
+        return f"JWTUser(user_id={self.user_id!r})"
+
+
+class Identity:
+    """Everything a verified token puts on a request, built once per token and cached."""
+
+    __slots__ = (
+        "auth",
+        "claims",
+        "dependencies",
+        "expires_at",
+        "fixed",
+        "scopes",
+        "session_state",
+        "user",
+    )
+
+    def __init__(
+        self,
+        fixed: dict[str, Any],
+        claims: dict[str, Any],
+        scopes: list[str],
+        dependencies: dict[str, Any],
+        session_state: dict[str, Any],
+        expires_at: float,
+    ) -> None:
+        self.fixed = fixed
+        self.claims = claims
+        self.scopes = scopes
+        self.dependencies = dependencies
+        self.session_state = session_state
+        self.expires_at = expires_at
+        self.user = JWTUser(fixed["user_id"], MappingProxyType(claims), scopes)
+        self.auth = AuthCredentials(scopes)
+
+    def inject(self, scope: Any, state: dict[str, Any]) -> None:
+        """Fill ``request.state``; mutable values are copies so an endpoint cannot change the
+        cached identity."""
+        state.update(self.fixed)
+        state["claims"] = self.claims.copy()
+        state["scopes"] = self.scopes.copy()
+        state["dependencies"] = self.dependencies.copy()
+        state["session_state"] = self.session_state.copy()
+        scope["user"] = self.user
+        scope["auth"] = self.auth
+
+
+class ClaimMapper:
+    """Precomputed claim readers; :meth:`identity` builds the cached :class:`Identity`."""
+
+    def __init__(
+        self,
+        *,
+        user_id_claim: str,
+        session_id_claim: str,
+        scopes_claim: str | Iterable[str],
+        audience_claim: str,
+        dependencies_claims: Iterable[str] | None,
+        session_state_claims: Iterable[str] | None,
+        authorization_enabled: bool,
+        admin_scope: str,
+    ) -> None:
+        self._user_id = claim_getter(user_id_claim)
+        self._session_id = claim_getter(session_id_claim)
+        names = [scopes_claim] if isinstance(scopes_claim, str) else list(scopes_claim)
+        if not names:
+            raise ValueError("scopes_claim must name at least one claim")
+        self._scopes = tuple(claim_getter(name) for name in names)
+        self._audience = claim_getter(audience_claim)
+        self._dependencies = _getters(dependencies_claims, "dependencies_claims")
+        self._session_state = _getters(session_state_claims, "session_state_claims")
+        self._authorization_enabled = authorization_enabled
+        self._admin_scope = admin_scope
+
+    def identity(self, token: str, claims: dict[str, Any], now: float) -> Identity:
+        user_id = _identifier(self._user_id(claims))
+        if len(self._scopes) == 1:
+            scopes = scopes_from(self._scopes[0](claims))
+        else:
+            scopes = []
+            for getter in self._scopes:
+                for scope in scopes_from(getter(claims)):
+                    if scope not in scopes:
+                        scopes.append(scope)
+        fixed = {
+            "authenticated": True,
+            "user_id": user_id,
+            "session_id": _identifier(self._session_id(claims)),
+            "token": token,
+            "audience": self._audience(claims),
+            "authorization_enabled": self._authorization_enabled,
+            "admin_scope": self._admin_scope,
+        }
+        exp = claims.get("exp")
+        expires_at = now + MAX_AGE
+        if exp is not None and exp < expires_at:
+            expires_at = float(exp)
+        return Identity(
+            fixed,
+            claims,
+            scopes,
+            _pick(self._dependencies, claims),
+            _pick(self._session_state, claims),
+            expires_at,
+        )
+
+    def anonymous(self, scope: Any, state: dict[str, Any]) -> None:
+        """State for a request that passes without a token (optional authentication)."""
+        state["authenticated"] = False
+        state["user_id"] = None
+        state["session_id"] = None
+        state["scopes"] = []
+        state["claims"] = {}
+        state["token"] = None
+        state["authorization_enabled"] = self._authorization_enabled
+        state["admin_scope"] = self._admin_scope
+        scope["user"] = UnauthenticatedUser()
+        scope["auth"] = AuthCredentials()
+
+
+def _identifier(value: Any) -> str | None:
+    """User and session ids are strings; an integer id is accepted as its decimal string."""
+    if isinstance(value, str):
+        return value
+    if type(value) is int:
+        return str(value)
+    return None
+
+
+def _getters(names: Iterable[str] | None, option: str) -> tuple[tuple[str, Getter], ...]:
+    if names is None:
+        return ()
+    if isinstance(names, str):
+        raise TypeError(f"{option} must be a list of claim names, not a single string")
+    return tuple((name, claim_getter(name)) for name in names)
+
+
+def _pick(getters: tuple[tuple[str, Getter], ...], claims: dict[str, Any]) -> dict[str, Any]:
+    picked: dict[str, Any] = {}
+    if not getters:
+        return picked
+    for name, getter in getters:
+        value = getter(claims)
+        if value is not None:
+            picked[name] = value
+    return picked
