@@ -1,0 +1,113 @@
+"""RBACMiddleware: checks the caller's scopes against the route map before the app runs.
+
+It authenticates nobody: the identity comes from whatever layer ran before it, read from
+``scope["state"]["scopes"]`` (set by :class:`~agentos_mw.JWTMiddleware` or any layer that follows
+the same contract) or, when that is absent, from ``scope["auth"].scopes`` (Starlette's
+``AuthenticationMiddleware``). A route that needs scopes answers 401 when there is no identity
+and 403 when the scopes fall short; routes mapped to ``[]`` pass for everyone.
+
+``unmapped="allow"`` (the default, Agno's behaviour) lets any caller through on a route the map
+does not mention; ``unmapped="deny"`` is the secure choice: an endpoint added later, or a typo in
+a mapping, then fails closed (only the admin scope passes) instead of open.
+
+Websocket handshakes are checked as ``GET`` requests on their path (a handshake is an HTTP
+``GET``); lifespan scopes and CORS preflights (``OPTIONS`` with ``Access-Control-Request-Method``)
+pass untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+
+from .._asgi import ASGIApp, Receive, Scope, Send, first_header, get_state, send_error
+from ..paths import PathSet, route_path
+from .grammar import granted_scopes
+from .policy import DEFAULT_LISTING_RESOURCES, RBACPolicy
+
+logger = logging.getLogger("agentos_mw.rbac")
+
+
+def caller_scopes(scope: Scope) -> frozenset[str] | None:
+    """The caller's granted scopes, or ``None`` when no authentication layer vouched for one."""
+    state = scope.get("state")
+    if state is not None:
+        if state.get("authenticated") is False:
+            return None
+        if "scopes" in state:
+            return granted_scopes(state["scopes"])
+    auth = scope.get("auth")
+    if auth is not None and hasattr(auth, "scopes"):
+        user = scope.get("user")
+        if user is not None and getattr(user, "is_authenticated", True) is False:
+            return None
+        return granted_scopes(auth.scopes)
+    if state is not None and state.get("authenticated") is True:
+        return frozenset()
+    return None
+
+
+class RBACMiddleware:
+    """Scope-based authorization against ``"METHOD /path"`` mappings (AgentOS defaults built in).
+
+    See :mod:`agentos_mw.rbac.policy` for the mapping semantics.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        scope_mappings: Mapping[str, Sequence[str]] | None = None,
+        admin_scope: str | Sequence[str] | None = None,
+        unmapped: str = "allow",
+        default_scopes: Sequence[str] | None = None,
+        use_default_mappings: bool = True,
+        excluded_route_paths: Iterable[str] | None = None,
+        listing_resources: Iterable[str] = DEFAULT_LISTING_RESOURCES,
+        realm: str = "api",
+    ) -> None:
+        self.app = app
+        self.policy = RBACPolicy(
+            scope_mappings,
+            admin_scope=admin_scope,
+            unmapped=unmapped,
+            default_scopes=default_scopes,
+            use_default_mappings=use_default_mappings,
+            listing_resources=listing_resources,
+            realm=realm,
+        )
+        self.admin_scope = self.policy.admin_scopes[0]
+        self._excluded = PathSet(excluded_route_paths or ())
+        self._has_excluded = len(self._excluded) > 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope["type"]
+        if scope_type == "http":
+            method: str = scope["method"]
+            if method == "OPTIONS" and first_header(scope, b"access-control-request-method"):
+                await self.app(scope, receive, send)
+                return
+        elif scope_type == "websocket":
+            method = "GET"
+        else:
+            await self.app(scope, receive, send)
+            return
+        path = route_path(scope)
+        if self._has_excluded and self._excluded.matches(method, path):
+            await self.app(scope, receive, send)
+            return
+
+        decision = self.policy.decide(method, path, caller_scopes(scope))
+        state = get_state(scope)
+        state["authorization_enabled"] = True
+        state["admin_scope"] = self.admin_scope
+        state["admin_scopes"] = self.policy.admin_scopes
+        state["required_scopes"] = list(decision.required_scopes)
+        if decision.allowed:
+            if decision.accessible_ids is not None:
+                state["accessible_resource_ids"] = set(decision.accessible_ids)
+            await self.app(scope, receive, send)
+            return
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("denied %s on %s (status %d)", method, decision.key, decision.status)
+        await send_error(scope, send, decision.status, decision.detail, decision.headers)
