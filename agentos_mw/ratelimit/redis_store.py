@@ -182,12 +182,16 @@ class RedisStore:
                 ) from exc
             if not isinstance(url, str):
                 raise TypeError("url must be a string such as 'redis://localhost:6379/0'")
-            client = redis_asyncio.Redis.from_url(
+            # A blocking pool makes a burst wait (up to ``timeout``) for a free connection
+            # instead of failing as soon as ``max_connections`` are busy.
+            pool = redis_asyncio.BlockingConnectionPool.from_url(
                 url,
+                max_connections=max_connections,
+                timeout=timeout,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
-                max_connections=max_connections,
             )
+            client = redis_asyncio.Redis.from_pool(pool)
             self._owns_client = True
         else:
             self._owns_client = False
