@@ -61,7 +61,6 @@ class Model:
     def commit(self, i: int, now: int, cost: int) -> None:
         lim = self.limits[i]
         if self.algorithm is Algorithm.GCRA:
-            ok, _ = self._gcra(i, now, cost)
             tokens = self.tokens[i]
             if self.last[i] is not None:
                 tokens = min(

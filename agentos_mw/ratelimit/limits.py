@@ -32,9 +32,8 @@ _UNITS = {
 }
 _LIMIT = re.compile(r"^\s*(\d{1,12})\s*(?:/|\s+per\s+)\s*(\d{1,6})?\s*([a-z]+)\s*$", re.IGNORECASE)
 
-#: Above this, ``amount * period_us`` leaves the range where doubles are exact integers and the
-#: Lua script could round differently from Python.
-_EXACT = 2**53
+#: Doubles (Lua numbers) are exact integers below this.
+EXACT = 2**53
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +59,7 @@ class RateLimit:
         if self.period < 1:
             raise ValueError("rate limit period must be at least 1 second")
         period_us = self.period * US_PER_SECOND
-        if self.amount * period_us >= _EXACT:
+        if self.amount > 10**12 or period_us >= EXACT // 1024:
             raise ValueError(f"rate limit {self.amount}/{self.period}s is too large")
         object.__setattr__(self, "period_us", period_us)
         object.__setattr__(self, "emission_us", -(-period_us // self.amount))

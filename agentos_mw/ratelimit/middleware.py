@@ -118,7 +118,12 @@ class RateLimitMiddleware:
                 "store must be a MemoryStore, a RedisStore or implement the Store protocol"
             )
         self.store = store
-        self._hit_sync = store.hit_sync if isinstance(store, MemoryStore) else None
+        # the memory store's check is synchronous: skip the coroutine (unless a subclass wraps hit)
+        self._hit_sync = (
+            store.hit_sync
+            if isinstance(store, MemoryStore) and type(store).hit is MemoryStore.hit
+            else None
+        )
         if not isinstance(headers, bool) or not isinstance(x_headers, bool):
             raise TypeError("headers and x_headers must be booleans")
         self._ietf = headers

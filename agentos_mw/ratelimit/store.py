@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from .algorithms import Algorithm
-from .limits import RateLimit
+from .limits import EXACT, RateLimit
 
 
 class StoreError(Exception):
@@ -33,6 +33,10 @@ class Bucket:
     def __post_init__(self) -> None:
         if not self.limits:
             raise ValueError("a bucket needs at least one limit")
+        if self.algorithm is Algorithm.SLIDING_WINDOW:
+            for limit in self.limits:
+                if limit.amount * limit.period_us >= EXACT:  # weighted counts must stay exact
+                    raise ValueError(f"rate limit {limit} is too large for the sliding window")
         sig = ",".join(f"{limit.amount}/{limit.period}" for limit in self.limits)
         object.__setattr__(self, "prefix", f"{self.algorithm.code}{sig}|{self.scope}|")
         object.__setattr__(
