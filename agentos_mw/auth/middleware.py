@@ -218,6 +218,7 @@ class JWTMiddleware:
                 admin_scope=self.admin_scope,
                 unmapped=unmapped,
                 default_scopes=default_scopes,
+                realm=realm,
             )
         elif scope_mappings is not None:
             logger.warning("scope_mappings is ignored because authorization=False")
