@@ -17,8 +17,8 @@ from agentos_mw.auth import JWTMiddleware
 from agentos_mw.auth.keys import KeyRing, load_key, normalize_algorithms
 from tests.driver import call, http_scope
 from tests.test_auth_common import (
-    ED_KEY,
     EC_KEY,
+    ED_KEY,
     OTHER_SECRET,
     RSA_KEY,
     RSA_PEM,

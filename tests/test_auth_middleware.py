@@ -351,7 +351,7 @@ async def test_websocket_query_token_only_when_enabled() -> None:
     assert (await call(off, http_scope(type="websocket", path="/ws", query_string=query))).messages[
         0
     ]["type"] == "websocket.close"
-    on, app = make(websocket_query_token=True)
+    on, _app = make(websocket_query_token=True)
     accepted = await call(on, http_scope(type="websocket", path="/ws", query_string=query))
     assert accepted.messages[0]["type"] == "websocket.accept"
     access = f"access_token={mint()}".encode()

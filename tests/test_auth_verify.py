@@ -168,7 +168,7 @@ async def test_audience_string_list_and_custom_claim() -> None:
 @pytest.mark.anyio
 async def test_verify_audience_without_audience_uses_the_agentos_id() -> None:
     class App:
-        class state:  # noqa: N801 - mimics Starlette's app.state
+        class state:
             agent_os_id = "os-123"
 
     mw, _ = make(verify_audience=True)
