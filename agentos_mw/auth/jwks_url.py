@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -92,6 +93,15 @@ class RemoteJWKS:
     async def refresh(self) -> None:
         """Fetch now (e.g. from a lifespan handler to warm the keys before serving)."""
         await self._shared_fetch()
+
+    async def aclose(self) -> None:
+        """Cancel a fetch in flight (e.g. at shutdown, so no task outlives the event loop)."""
+        task = self._inflight
+        self._inflight = None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _busy(self) -> bool:
         return self._inflight is not None and not self._inflight.done()
