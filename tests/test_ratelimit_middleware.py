@@ -110,6 +110,11 @@ async def test_header_switches() -> None:
         RateLimitMiddleware(ok, requests_per_minute=5, headers=False, x_headers=False), http_scope()
     )
     assert [k for k, _ in neither.headers] == [b"content-type"]
+    quiet = RateLimitMiddleware(ok, requests_per_minute=1, headers=False, x_headers=False)
+    await call(quiet, http_scope())
+    refused = await call(quiet, http_scope())
+    assert refused.status == 429
+    assert [k for k, _ in refused.headers] == [b"content-type", b"content-length", b"retry-after"]
 
 
 @pytest.mark.anyio

@@ -21,7 +21,7 @@ Trade-offs:
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .limits import RateLimit
 
@@ -29,6 +29,7 @@ State = tuple[int, ...]
 #: ``(allowed, new_state, remaining, reset_us, retry_us, expires_us)``; ``new_state`` is ``None``
 #: when nothing must be written (a denial).
 Outcome = tuple[bool, State | None, int, int, int, int]
+Step = Callable[[State | None, int, RateLimit, int], Outcome]
 
 
 class Algorithm(str, enum.Enum):
@@ -100,7 +101,7 @@ def sliding_window(state: State | None, now: int, limit: RateLimit, cost: int) -
     return True, (index, previous, current), remaining, reset, 0, (index + 2) * period
 
 
-STEPS = {
+STEPS: dict[Algorithm, Step] = {
     Algorithm.GCRA: gcra,
     Algorithm.FIXED_WINDOW: fixed_window,
     Algorithm.SLIDING_WINDOW: sliding_window,

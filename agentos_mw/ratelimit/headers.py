@@ -42,15 +42,21 @@ def response_headers(
     decision: Decision, policy: bytes, ietf: bool, legacy: bool
 ) -> list[tuple[bytes, bytes]]:
     """Headers describing ``decision``, for allowed responses and for the 429 alike."""
-    out: list[tuple[bytes, bytes]] = []
     limit = decision.limit
-    reset = seconds_up(decision.reset_us)
-    remaining = max(0, decision.remaining)
+    reset_us = decision.reset_us
+    reset = -(-reset_us // US) if reset_us > 0 else 0
+    remaining = decision.remaining if decision.remaining > 0 else 0
+    out: list[tuple[bytes, bytes]] = []
     if ietf:
-        out.append((b"ratelimit-policy", policy))
-        out.append((b"ratelimit", f'"{limit.name}";r={remaining};t={reset}'.encode("ascii")))
-    if legacy:
-        out.append((b"x-ratelimit-limit", str(limit.amount).encode("ascii")))
-        out.append((b"x-ratelimit-remaining", str(remaining).encode("ascii")))
-        out.append((b"x-ratelimit-reset", str(reset).encode("ascii")))
+        out += [
+            (b"ratelimit-policy", policy),
+            (b"ratelimit", b"%s%d;t=%d" % (limit.ietf_prefix, remaining, reset)),
+        ]
+    if not legacy:
+        return out
+    out += [
+        (b"x-ratelimit-limit", limit.amount_bytes),
+        (b"x-ratelimit-remaining", b"%d" % remaining),
+        (b"x-ratelimit-reset", b"%d" % reset),
+    ]
     return out

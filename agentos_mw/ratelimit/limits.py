@@ -48,6 +48,9 @@ class RateLimit:
     period: int
     period_us: int = field(init=False, repr=False, compare=False)
     emission_us: int = field(init=False, repr=False, compare=False)
+    #: Header fragments, encoded once: ``"<name>";r=`` and the amount.
+    ietf_prefix: bytes = field(init=False, repr=False, compare=False)
+    amount_bytes: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.amount, bool) or not isinstance(self.amount, int):
@@ -63,6 +66,8 @@ class RateLimit:
             raise ValueError(f"rate limit {self.amount}/{self.period}s is too large")
         object.__setattr__(self, "period_us", period_us)
         object.__setattr__(self, "emission_us", -(-period_us // self.amount))
+        object.__setattr__(self, "ietf_prefix", f'"{self.name}";r='.encode("ascii"))
+        object.__setattr__(self, "amount_bytes", str(self.amount).encode("ascii"))
 
     @classmethod
     def parse(cls, text: str | RateLimit) -> RateLimit:

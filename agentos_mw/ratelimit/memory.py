@@ -10,16 +10,19 @@ and threads alike.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from .algorithms import STEPS, Algorithm, Outcome, State, pick
+from .algorithms import Algorithm, Outcome, State, pick
 from .store import Bucket, Decision
 
-#: Expired entries examined per hit; small and constant so a hit stays O(1).
-_RECLAIM_PER_HIT = 2
+#: Every ``_RECLAIM_EVERY`` hits, up to ``_RECLAIM_BATCH`` expired entries are reclaimed: faster
+#: than new keys can arrive, and O(1) per hit.
+_RECLAIM_EVERY = 8
+_RECLAIM_BATCH = 16
 _MAX_MARKERS_DEFAULT = 1_000_000
 
 Entry = int | tuple[int, ...]
@@ -48,6 +51,8 @@ class MemoryStore:
         self._data: OrderedDict[str, Entry] = OrderedDict()
         self._markers: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
+        self._wall_clock = clock is time.time
+        self._ticks = 0
         #: Keys dropped because ``max_keys`` was reached (not counting expired ones).
         self.evictions = 0
 
@@ -55,6 +60,8 @@ class MemoryStore:
         return len(self._data)
 
     def now_us(self) -> int:
+        if self._wall_clock:
+            return time.time_ns() // 1000
         return round(self._clock() * 1_000_000)
 
     async def hit(
@@ -76,7 +83,7 @@ class MemoryStore:
             limits = []
             for bucket in buckets:
                 name = bucket.prefix + key
-                step = STEPS[bucket.algorithm]
+                step = bucket.step
                 states = _unpack(data.get(name), bucket)
                 first = len(outcomes)
                 for i, limit in enumerate(bucket.limits):
@@ -91,42 +98,51 @@ class MemoryStore:
                     data[name] = _pack(chunk, bucket)
                 if name in data:
                     data.move_to_end(name)
-            self._tidy(now)
+            self._ticks += 1
+            if not self._ticks & _RECLAIM_EVERY - 1:
+                self._tidy(now)
+            while len(data) > self.max_keys:
+                data.popitem(last=False)
+                self.evictions += 1
             o = outcomes[best]
             return Decision(allowed, limits[best], o[2], o[3], o[4])
 
     def _hit_one(self, key: str, bucket: Bucket, cost: int, now: int) -> Decision:
+        """The common case, one bucket with one limit, without the general loop's lists."""
         data = self._data
         name = bucket.prefix + key
         entry = data.get(name)
         limit = bucket.limits[0]
-        if bucket.algorithm is Algorithm.GCRA:
-            state: State | None = None if entry is None else (entry,)  # type: ignore[assignment]
+        gcra = bucket.algorithm is Algorithm.GCRA
+        state: State | None
+        if entry is None:
+            state = None
+        elif gcra:
+            state = (entry,)  # type: ignore[assignment]
         else:
-            state = None if entry is None else entry[1:]  # type: ignore[index]
-        allowed, new_state, remaining, reset, retry, expires = STEPS[bucket.algorithm](
-            state, now, limit, cost
-        )
+            state = entry[1:]  # type: ignore[index]
+        allowed, new_state, remaining, reset, retry, expires = bucket.step(state, now, limit, cost)
         if new_state is not None:
-            data[name] = (
-                new_state[0] if bucket.algorithm is Algorithm.GCRA else (expires, *new_state)
-            )
+            data[name] = new_state[0] if gcra else (expires, *new_state)
+        if entry is not None:
             data.move_to_end(name)
-        elif entry is not None:
-            data.move_to_end(name)
-        self._tidy(now)
+        elif new_state is not None and len(data) > self.max_keys:
+            data.popitem(last=False)
+            self.evictions += 1
+        self._ticks += 1
+        if not self._ticks & _RECLAIM_EVERY - 1:
+            self._tidy(now)
         return Decision(allowed, limit, remaining, reset, retry)
 
     def _tidy(self, now: int) -> None:
+        """Reclaim expired entries from the old end, then enforce ``max_keys``."""
         data = self._data
-        for _ in range(_RECLAIM_PER_HIT):
-            if not data:
-                return
-            oldest = next(iter(data))
-            entry = data[oldest]
-            if (entry if isinstance(entry, int) else entry[0]) > now:
-                break
-            del data[oldest]
+        if data:
+            for oldest in list(itertools.islice(data, _RECLAIM_BATCH)):
+                entry = data[oldest]
+                if (entry if isinstance(entry, int) else entry[0]) > now:
+                    break
+                del data[oldest]
         while len(data) > self.max_keys:
             data.popitem(last=False)
             self.evictions += 1

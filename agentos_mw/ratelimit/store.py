@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from .algorithms import Algorithm
+from .algorithms import STEPS, Algorithm, Step
 from .limits import EXACT, RateLimit
 
 
@@ -29,6 +29,7 @@ class Bucket:
     #: Short prefix for the memory store's keys; names per limit for the Redis store's keys.
     prefix: str = field(init=False, repr=False, compare=False)
     names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    step: Step = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.limits:
@@ -38,6 +39,7 @@ class Bucket:
                 if limit.amount * limit.period_us >= EXACT:  # weighted counts must stay exact
                     raise ValueError(f"rate limit {limit} is too large for the sliding window")
         sig = ",".join(f"{limit.amount}/{limit.period}" for limit in self.limits)
+        object.__setattr__(self, "step", STEPS[self.algorithm])
         object.__setattr__(self, "prefix", f"{self.algorithm.code}{sig}|{self.scope}|")
         object.__setattr__(
             self,
