@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .defaults import AGENTOS_COMPANY_SCOPE_MAPPINGS, AGENTOS_DEFAULT_SCOPE_MAPPINGS
+from .defaults import (
+    AGENTOS_COMPANY_SCOPE_MAPPINGS,
+    AGENTOS_DEFAULT_SCOPE_MAPPINGS,
+    AGENTOS_GAP_SCOPE_MAPPINGS,
+)
 from .grammar import (
     DEFAULT_ADMIN_SCOPE,
     LEGACY_RESOURCE_ALIASES,
@@ -18,6 +22,7 @@ from .policy import Decision, RBACPolicy
 __all__ = [
     "AGENTOS_COMPANY_SCOPE_MAPPINGS",
     "AGENTOS_DEFAULT_SCOPE_MAPPINGS",
+    "AGENTOS_GAP_SCOPE_MAPPINGS",
     "DEFAULT_ADMIN_SCOPE",
     "LEGACY_RESOURCE_ALIASES",
     "Decision",

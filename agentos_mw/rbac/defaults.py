@@ -175,3 +175,17 @@ AGENTOS_COMPANY_SCOPE_MAPPINGS: Final[Mapping[str, tuple[str, ...]]] = MappingPr
         "GET /company/attention": ("tasks:read",),
     }
 )
+
+#: AgentOS routes that Agno 3.1.10's map leaves out (so any valid token may call them). Applied on
+#: top of the default map unless ``use_default_mappings=False``; the same scopes as the
+#: neighbouring run routes, so per-resource scopes (``agents:<id>:run``) work on them too.
+AGENTOS_GAP_SCOPE_MAPPINGS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "POST /agents/*/runs/*/resume": ("agents:run",),
+        "POST /agents/*/sessions/*/fork": ("agents:run",),
+        "POST /agents/*/sessions/*/compact": ("agents:run",),
+        "POST /teams/*/runs/*/resume": ("teams:run",),
+        "POST /teams/*/sessions/*/fork": ("teams:run",),
+        "POST /workflows/*/runs/*/resume": ("workflows:run",),
+    }
+)

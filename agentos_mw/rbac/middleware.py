@@ -13,6 +13,11 @@ a mapping, then fails closed (only the admin scope passes) instead of open.
 Websocket handshakes are checked as ``GET`` requests on their path (a handshake is an HTTP
 ``GET``); lifespan scopes and CORS preflights (``OPTIONS`` with ``Access-Control-Request-Method``)
 pass untouched.
+
+Mapping keys match the route path (``root_path`` removed), so an app mounted under a prefix
+keeps its map. When the middleware wraps an *outer* app that mounts the mapped app under a
+prefix, set ``path_prefix="/api"``: paths under it are matched without it, every other path
+counts as unmapped.
 """
 
 from __future__ import annotations
@@ -65,8 +70,14 @@ class RBACMiddleware:
         excluded_route_paths: Iterable[str] | None = None,
         listing_resources: Iterable[str] = DEFAULT_LISTING_RESOURCES,
         realm: str = "api",
+        path_prefix: str = "",
     ) -> None:
         self.app = app
+        if not isinstance(path_prefix, str) or (
+            path_prefix and (not path_prefix.startswith("/") or path_prefix.endswith("/"))
+        ):
+            raise ValueError("path_prefix must be '' or start with '/' and not end with '/'")
+        self._prefix = path_prefix
         self.policy = RBACPolicy(
             scope_mappings,
             admin_scope=admin_scope,
@@ -97,7 +108,15 @@ class RBACMiddleware:
             await self.app(scope, receive, send)
             return
 
-        decision = self.policy.decide(method, path, caller_scopes(scope))
+        granted = caller_scopes(scope)
+        if self._prefix:
+            prefix = self._prefix
+            if path == prefix or path.startswith(prefix + "/"):
+                decision = self.policy.decide(method, path[len(prefix) :] or "/", granted)
+            else:
+                decision = self.policy.decide_unmapped(granted)
+        else:
+            decision = self.policy.decide(method, path, granted)
         state = get_state(scope)
         state["authorization_enabled"] = True
         state["admin_scope"] = self.admin_scope

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 from ..paths import RouteTable, parse_key
-from .defaults import AGENTOS_DEFAULT_SCOPE_MAPPINGS
+from .defaults import AGENTOS_DEFAULT_SCOPE_MAPPINGS, AGENTOS_GAP_SCOPE_MAPPINGS
 from .grammar import DEFAULT_ADMIN_SCOPE, WILDCARD, check_scope_token, normalize_scope, parse_scope
 
 Header = tuple[bytes, bytes]
@@ -249,6 +249,7 @@ class RBACPolicy:
         merged: dict[str, Sequence[str]] = {}
         if use_default_mappings:
             merged.update(AGENTOS_DEFAULT_SCOPE_MAPPINGS)
+            merged.update(AGENTOS_GAP_SCOPE_MAPPINGS)
         if scope_mappings:
             merged.update(scope_mappings)
         self.mappings: dict[str, tuple[str, ...]] = {}
@@ -293,15 +294,10 @@ class RBACPolicy:
         """The decision for ``method`` on route ``path`` for a caller holding ``granted``
         (:func:`~agentos_mw.rbac.grammar.granted_scopes`), or ``None`` when there is no caller."""
         match = self._table.match(method, path)
-        wildcards: Sequence[str]
         if match is None:
-            rule = self._unmapped_rule
-            if rule is None:
-                return self._allow_unmapped
-            wildcards = ()
-        else:
-            rule = match.value
-            wildcards = match.wildcards
+            return self.decide_unmapped(granted)
+        rule = match.value
+        wildcards = match.wildcards
         if not rule.checks:
             return rule.allow
         if granted is None:
@@ -319,6 +315,20 @@ class RBACPolicy:
         if visible is None:
             return rule.allow_all
         return Decision(True, rule.allow.required_scopes, key=rule.key, accessible_ids=visible)
+
+    def decide_unmapped(self, granted: frozenset[str] | None) -> Decision:
+        """The decision for a route no mapping covers (``default_scopes`` / ``unmapped``)."""
+        rule = self._unmapped_rule
+        if rule is None:
+            return self._allow_unmapped
+        if granted is None:
+            return rule.unauthenticated
+        if not self._admins.isdisjoint(granted):
+            return rule.allow_all
+        for check in rule.checks:
+            if not check.satisfied(granted):
+                return rule.deny
+        return rule.allow_all
 
     def required_scopes(self, method: str, path: str) -> tuple[str, ...] | None:
         """The scopes mapped to a route (``()`` = none needed), or ``None`` when unmapped."""
