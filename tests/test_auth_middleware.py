@@ -459,3 +459,16 @@ def test_no_header_or_cookie_bytes_cause_an_exception_or_5xx(
             assert first["code"] == 1008
         elif first["type"] != "websocket.accept":
             assert result.status < 500
+
+
+@pytest.mark.anyio
+async def test_revocation_list_from_the_ratelimit_package_plugs_in() -> None:
+    ratelimit = pytest.importorskip("agentos_mw.ratelimit")
+    revocations = ratelimit.RevocationList()
+    mw, _ = make(revocation_check=revocations)
+    exp = int(time.time()) + 600
+    token = mint(claims(jti="j-1", exp=exp))
+    assert (await call(mw, http_scope("GET", "/x", bearer(token)))).status == 200
+    await revocations.revoke_token("j-1", until=exp)
+    result = await call(mw, http_scope("GET", "/x", bearer(token)))
+    assert result.status == 401 and result.json() == {"detail": "Token has been revoked"}

@@ -44,6 +44,9 @@ DEFAULT_EXCLUDED_PATHS = (
 )
 DEFAULT_ADMIN_SCOPE = "agent_os:admin"
 
+_ANONYMOUS_USER = UnauthenticatedUser()
+_NO_CREDENTIALS = AuthCredentials()
+
 RevocationCheck = Callable[[dict[str, Any]], Awaitable[bool]]
 OnAuth = Callable[[dict[str, Any], dict[str, Any]], Any]
 
@@ -238,44 +241,46 @@ class JWTMiddleware:
 
         path = route_path(scope)
         if self._excluded.matches(method, path):
-            scope.setdefault("user", UnauthenticatedUser())
-            scope.setdefault("auth", AuthCredentials())
+            if "user" not in scope:
+                scope["user"] = _ANONYMOUS_USER
+                scope["auth"] = _NO_CREDENTIALS
             await self.app(scope, receive, send)
             return
 
         try:
             token, from_cookie = self._extractor.extract(scope)
-            if token is None:
-                if self._has_optional and self._optional.matches(method, path):
-                    self._mapper.anonymous(scope, get_state(scope))
-                    await self.app(scope, receive, send)
-                    return
+            if token is not None:
+                if (
+                    from_cookie
+                    and self._csrf is not None
+                    and (scope_type == "websocket" or method not in SAFE_METHODS)
+                    and not self._csrf.allows(scope)
+                ):
+                    raise AuthError(403, errors.CROSS_SITE, None)
+                now = time.time()
+                identity = self._cache.get(token, now)
+                if identity is None:
+                    identity = await self._authenticate(scope, token, now)
+                if self._revocation_check is not None:
+                    await self._check_revoked(identity)
+                state = scope.get("state")
+                if state is None:
+                    state = scope["state"] = {}
+                identity.inject(scope, state)
+                if self._on_auth is not None:
+                    result = self._on_auth(state["claims"], state)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    if result is False:
+                        raise errors.invalid()
+            elif not (self._has_optional and self._optional.matches(method, path)):
                 raise AuthError(401, self._extractor.missing_detail, None)
-            if (
-                from_cookie
-                and self._csrf is not None
-                and (scope_type == "websocket" or method not in SAFE_METHODS)
-                and not self._csrf.allows(scope)
-            ):
-                raise AuthError(403, errors.CROSS_SITE, None)
-            now = time.time()
-            identity = self._cache.get(token, now)
-            if identity is None:
-                identity = await self._authenticate(scope, token, now)
-            if self._revocation_check is not None:
-                await self._check_revoked(identity)
-            state = scope.get("state")
-            if state is None:
-                state = scope["state"] = {}
-            identity.inject(scope, state)
-            if self._on_auth is not None:
-                result = self._on_auth(state["claims"], state)
-                if inspect.isawaitable(result):
-                    result = await result
-                if result is False:
-                    raise errors.invalid()
         except AuthError as exc:
             await self._reject(scope, send, exc)
+            return
+        if token is None:  # optional authentication, no token sent: anonymous, no RBAC
+            self._mapper.anonymous(scope, get_state(scope))
+            await self.app(scope, receive, send)
             return
         await self._protected_app(scope, receive, send)
 
