@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 pytest.importorskip("agno.os")
-pytest.importorskip("multipart", reason="AgentOS's routers need python-multipart")
+pytest.importorskip("python_multipart", reason="AgentOS's routers need python-multipart")
 jwt = pytest.importorskip("jwt")
 
 from agno.agent import Agent  # noqa: E402

@@ -206,6 +206,8 @@ def test_403_names_the_required_scopes() -> None:
         ({"default_scopes": "api:use"}, TypeError),
         ({"listing_resources": "agents"}, TypeError),
         ({"realm": 'a"b'}, ValueError),
+        ({"realm": "a\nb"}, ValueError),
+        ({"realm": "日本"}, ValueError),
     ],
 )
 def test_bad_configuration_fails_at_startup(

@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
+from .._asgi import latin1_header
 from ..paths import RouteTable, parse_key
 from .defaults import AGENTOS_DEFAULT_SCOPE_MAPPINGS, AGENTOS_GAP_SCOPE_MAPPINGS
 from .grammar import DEFAULT_ADMIN_SCOPE, WILDCARD, check_scope_token, normalize_scope, parse_scope
@@ -238,13 +239,14 @@ class RBACPolicy:
             raise TypeError("listing_resources must be a list of resource names")
         if not isinstance(realm, str) or not realm or '"' in realm or "\\" in realm:
             raise ValueError("realm must be a non-empty string without quotes or backslashes")
+        challenge = latin1_header(f'Bearer realm="{realm}"')
+        if challenge is None:
+            raise ValueError("realm must be Latin-1 text without control characters")
         self.admin_scopes: tuple[str, ...] = _admin_scopes(admin_scope)
         self.unmapped = unmapped
         self._admins = frozenset(self.admin_scopes)
         self._listing = frozenset(listing_resources)
-        self._challenge: tuple[Header, ...] = (
-            (b"www-authenticate", f'Bearer realm="{realm}"'.encode("latin-1")),
-        )
+        self._challenge: tuple[Header, ...] = ((b"www-authenticate", challenge),)
 
         merged: dict[str, Sequence[str]] = {}
         if use_default_mappings:
