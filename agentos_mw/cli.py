@@ -207,6 +207,10 @@ def _explain_failure(exc: Exception) -> str:
 
 
 def cmd_check_token(args: argparse.Namespace) -> int:
+    if len([x for x in (args.key, args.secret, args.jwks) if x]) != 1:
+        raise UsageError(
+            "give exactly one of --key FILE (public key PEM), --secret S or --jwks FILE"
+        )
     token = args.token.strip()
     if token.lower().startswith("bearer "):
         token = token[7:].strip()

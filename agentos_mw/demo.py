@@ -26,6 +26,7 @@ AGENTS = {"a1": "Web research agent", "a2": "Finance agent", "a3": "Support agen
 TEAMS = {"t1": "Research team"}
 WORKFLOWS = {"w1": "Daily digest"}
 RUN_LIMIT = "3/minute"
+EVENT_DELAY = 0.3  # seconds between streamed events, so curl -N shows them arrive
 
 DEMO_USERS: dict[str, list[str]] = {
     "admin": ["agent_os:admin"],
@@ -68,7 +69,7 @@ async def run_agent(request: Request) -> Response:
         for step in ("thinking", "searching", "answering"):
             payload = json.dumps({"agent": agent_id, "user": user, "event": step})
             yield f"data: {payload}\n\n".encode()
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(EVENT_DELAY)
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")

@@ -6,6 +6,7 @@ missing ``client``, message order, websocket denial), so tests drive apps throug
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -101,9 +102,14 @@ def http_scope(
 
 
 async def call(app: ASGIApp, scope: dict[str, Any], body: bytes = b"") -> Result:
-    """Run one request or websocket handshake and collect everything the app sends."""
+    """Run one request or websocket handshake and collect everything the app sends.
+
+    Like a real server, ``receive`` blocks after the request body until the response is over
+    (then reports ``http.disconnect``), so streaming responses are not cut short.
+    """
     result = Result()
     sent_request = False
+    finished = asyncio.Event()
 
     async def receive() -> Message:
         nonlocal sent_request
@@ -115,10 +121,16 @@ async def call(app: ASGIApp, scope: dict[str, Any], body: bytes = b"") -> Result
         if not sent_request:
             sent_request = True
             return {"type": "http.request", "body": body, "more_body": False}
+        await finished.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
         result.messages.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            finished.set()
 
-    await app(scope, receive, send)
+    try:
+        await app(scope, receive, send)
+    finally:
+        finished.set()
     return result
