@@ -57,6 +57,8 @@ def test_require_scopes_rejects_bad_configuration() -> None:
         RequireScopes()
     with pytest.raises(ValueError):
         RequireScopes("has space")
+    with pytest.raises(ValueError):
+        RequireScopes("agents:read", realm="a\r\nX-Injected: 1")
 
 
 @pytest.mark.anyio
@@ -98,7 +100,9 @@ async def test_require_scopes_as_a_fastapi_dependency() -> None:
         denied.headers["www-authenticate"]
         == 'Bearer error="insufficient_scope", scope="agents:run"'
     )
-    assert (await post(None, "/agents/a1/tools")).status_code == 401
+    anonymous = await post(None, "/agents/a1/tools")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == 'Bearer realm="api"'
     assert (await post(["reports:read"], "/reports", "GET")).status_code == 403
     assert (await post(["reports:read", "billing:read"], "/reports", "GET")).status_code == 200
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 from starlette.exceptions import HTTPException, WebSocketException
 from starlette.requests import HTTPConnection
 
-from .._asgi import WS_POLICY_VIOLATION
+from .._asgi import WS_POLICY_VIOLATION, latin1_header
 from .grammar import DEFAULT_ADMIN_SCOPE, WILDCARD, check_scope_token
 from .middleware import caller_scopes
 from .policy import INSUFFICIENT, NOT_AUTHENTICATED, Requirement
@@ -83,9 +83,20 @@ class RequireScopes:
     identity and 403 (with ``WWW-Authenticate: Bearer error="insufficient_scope"``) otherwise.
     """
 
-    def __init__(self, *scopes: str, resource_id_param: str | None = None) -> None:
+    def __init__(
+        self, *scopes: str, resource_id_param: str | None = None, realm: str = "api"
+    ) -> None:
         if not scopes:
             raise ValueError("RequireScopes needs at least one scope")
+        if (
+            not isinstance(realm, str)
+            or not realm
+            or latin1_header(realm) is None
+            or '"' in realm
+            or "\\" in realm
+        ):
+            raise ValueError("realm must be Latin-1 text without quotes, backslashes or controls")
+        self._challenge = f'Bearer realm="{realm}"'
         self.scopes = tuple(check_scope_token(s, "RequireScopes scope") for s in scopes)
         self.resource_id_param = resource_id_param
         self._detail = f"{INSUFFICIENT}. Required scope(s): {', '.join(self.scopes)}"
@@ -97,7 +108,9 @@ class RequireScopes:
         if granted is None:
             if websocket:
                 raise WebSocketException(WS_POLICY_VIOLATION, NOT_AUTHENTICATED)
-            raise HTTPException(401, NOT_AUTHENTICATED, headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401, NOT_AUTHENTICATED, headers={"WWW-Authenticate": self._challenge}
+            )
         resource_id: str | None = None
         if self.resource_id_param is not None:
             value = request.path_params.get(self.resource_id_param)
