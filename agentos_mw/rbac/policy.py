@@ -20,7 +20,9 @@ Mapping semantics (Agno's, with its holes closed):
   matched pattern has a one-segment wildcard right after a literal segment named ``resource``
   (``/agents/*``, ``/sessions/{session_id}``), by ``resource:<that segment>:action``.
 * ``GET`` listings of the ``listing_resources`` families (``GET /agents``) let a caller with
-  only per-resource scopes through and report the ids it may see (``{"*"}`` means all).
+  only per-resource scopes through and report the ids it may see (``{"*"}`` means all; possibly
+  empty, as in Agno). The endpoint must filter by them (AgentOS's do); ``listing_resources=[]``
+  requires the global scope instead.
 * the admin scope(s) satisfy everything, unmapped routes included.
 """
 
