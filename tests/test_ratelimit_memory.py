@@ -7,6 +7,8 @@ import threading
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from agentos_mw.ratelimit import Algorithm, Bucket, MemoryStore, RateLimit
 
 T0 = 1_733_000_000_000_000
@@ -24,14 +26,18 @@ def test_max_keys_bounds_the_store_with_lru_eviction() -> None:
     assert {k.rsplit("|", 1)[1] for k in store._data} == {"a", "c", "d"}
 
 
-def test_a_burst_of_distinct_keys_stays_within_max_keys_and_its_memory_bound() -> None:
+@pytest.mark.parametrize("algorithm", list(Algorithm))
+def test_a_burst_of_distinct_keys_stays_within_max_keys_and_its_memory_bound(
+    algorithm: Algorithm,
+) -> None:
     max_keys = 20_000
     store = MemoryStore(max_keys=max_keys)
+    bucket = Bucket(algorithm, (RateLimit(100, 60),))
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for i in range(3 * max_keys):  # the benchmark runs 1,000,000 keys; this keeps the test fast
-        store.hit_sync(f"ip:10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", [GCRA], now_us=T0 + i)
+        store.hit_sync(f"ip:10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", [bucket], now_us=T0 + i)
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     assert len(store) == max_keys

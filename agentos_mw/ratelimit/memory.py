@@ -1,8 +1,9 @@
 """``MemoryStore``: the in-process store, bounded and LRU-evicting.
 
-One entry per (bucket, key), held in an ``OrderedDict`` in least-recently-seen order. The
-common case (GCRA with one limit) keeps a single int per key, so an entry costs well under 256
-bytes with a short key. When ``max_keys`` is reached the least recently seen key is dropped
+One entry per (bucket, key), held in an ``OrderedDict`` in least-recently-seen order. A bucket
+with one limit (the common case) keeps its whole state in one int - ``expires << 96 | a << 48 |
+b`` - so an entry costs about 200 bytes with an IPv4 key, for every algorithm; a bucket with
+several limits keeps a tuple ``(expires, *states)``. When ``max_keys`` is reached the least recently seen key is dropped
 (its client simply starts afresh); entries whose state has expired are reclaimed from the old
 end on every hit. Each check runs without awaiting and under a lock, so it is atomic for tasks
 and threads alike.
@@ -113,17 +114,12 @@ class MemoryStore:
         name = bucket.prefix + key
         entry = data.get(name)
         limit = bucket.limits[0]
-        gcra = bucket.algorithm is Algorithm.GCRA
-        state: State | None
-        if entry is None:
-            state = None
-        elif gcra:
-            state = (entry,)  # type: ignore[assignment]
-        else:
-            state = entry[1:]  # type: ignore[index]
+        state = None
+        if isinstance(entry, int):  # one-limit buckets are always stored as one int
+            state = _decode_one(entry, bucket.algorithm, limit.period_us)
         allowed, new_state, remaining, reset, retry, expires = bucket.step(state, now, limit, cost)
         if new_state is not None:
-            data[name] = new_state[0] if gcra else (expires, *new_state)
+            data[name] = _encode_one(new_state, expires)
         if entry is not None:
             data.move_to_end(name)
         elif new_state is not None and len(data) > self.max_keys:
@@ -140,7 +136,7 @@ class MemoryStore:
         if data:
             for oldest in list(itertools.islice(data, _RECLAIM_BATCH)):
                 entry = data[oldest]
-                if (entry if isinstance(entry, int) else entry[0]) > now:
+                if (entry >> _EXPIRES_SHIFT if isinstance(entry, int) else entry[0]) > now:
                     break
                 del data[oldest]
         while len(data) > self.max_keys:
@@ -172,18 +168,44 @@ class MemoryStore:
         return out
 
 
+_EXPIRES_SHIFT = 96
+_FIELD_SHIFT = 48
+_FIELD_MASK = (1 << _FIELD_SHIFT) - 1  # counts are <= amount <= 10**12 < 2**48
+
+
+def _encode_one(state: State, expires: int) -> int:
+    """One limit's state as one int; window indexes are implied by ``expires``."""
+    if len(state) == 1:  # gcra: (tat,), and tat is the expiry
+        return expires << _EXPIRES_SHIFT
+    if len(state) == 2:  # fixed window: (index, count)
+        return expires << _EXPIRES_SHIFT | state[1] << _FIELD_SHIFT
+    return expires << _EXPIRES_SHIFT | state[1] << _FIELD_SHIFT | state[2]  # sliding window
+
+
+def _decode_one(entry: int, algorithm: Algorithm, period_us: int) -> State:
+    expires = entry >> _EXPIRES_SHIFT
+    if algorithm is Algorithm.GCRA:
+        return (expires,)
+    first = entry >> _FIELD_SHIFT & _FIELD_MASK
+    if algorithm is Algorithm.FIXED_WINDOW:  # expires = (index + 1) * period
+        return (expires // period_us - 1, first)
+    return (expires // period_us - 2, first, entry & _FIELD_MASK)  # expires = (index + 2) * period
+
+
 def _unpack(entry: Entry | None, bucket: Bucket) -> list[State] | None:
     if entry is None:
         return None
     if isinstance(entry, int):
-        return [(entry,)]
+        return [_decode_one(entry, bucket.algorithm, bucket.limits[0].period_us)]
     size = len(entry[1:]) // len(bucket.limits)
     return [entry[1 + i * size : 1 + (i + 1) * size] for i in range(len(bucket.limits))]
 
 
 def _pack(outcomes: list[Outcome], bucket: Bucket) -> Entry:
-    if bucket.algorithm is Algorithm.GCRA and len(outcomes) == 1:
-        return outcomes[0][5]
+    if len(outcomes) == 1:
+        state = outcomes[0][1]
+        assert state is not None
+        return _encode_one(state, outcomes[0][5])
     flat: list[int] = [max(o[5] for o in outcomes)]
     for o in outcomes:
         assert o[1] is not None
