@@ -25,7 +25,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentos_mw.ratelimit import Algorithm, Bucket, RateLimitMiddleware, RedisStore, RevocationList
+from agentos_mw.ratelimit import (
+    Algorithm,
+    Bucket,
+    RateLimitMiddleware,
+    RedisStore,
+    RevocationList,
+    StoreError,
+)
 from tests.conftest import REDIS_URL
 from tests.driver import call, http_scope
 from tests.test_ratelimit_algorithms import ALGORITHMS, BASE_US, LIMITS, SEQUENCES, run_store
@@ -265,13 +272,17 @@ async def test_script_is_reloaded_after_script_flush(private_redis: Any) -> None
 async def test_revocation_store_outage_follows_its_policy(private_redis: Any) -> None:
     proc, url = private_redis
     store = RedisStore(url=url, timeout=0.3)
-    lenient, strict = RevocationList(store), RevocationList(store, on_store_error="deny")
+    default = RevocationList(store)
+    lenient = RevocationList(store, on_store_error="allow")
+    strict = RevocationList(store, on_store_error="deny")
     try:
         proc.kill()
         proc.wait()
         claims = {"jti": "t", "sub": "alice", "iat": time.time()}
+        with pytest.raises(StoreError):
+            await default(claims)
         assert await lenient(claims) is False
         assert await strict(claims) is True
-        assert lenient.store_errors == strict.store_errors == 1
+        assert lenient.store_errors == strict.store_errors == default.store_errors == 1
     finally:
         await store.aclose()

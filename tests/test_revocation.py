@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from typing import Any
 
+import jwt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentos_mw.ratelimit import Algorithm, Bucket, MemoryStore, RateLimit, RevocationList
+from agentos_mw.auth import JWTMiddleware
+from agentos_mw.ratelimit import (
+    Algorithm,
+    Bucket,
+    MemoryStore,
+    RateLimit,
+    RevocationList,
+    StoreError,
+)
+from tests.driver import call, http_scope
 
 NOW = 1_800_000_000.0
 
@@ -101,3 +112,50 @@ def test_any_claims_give_a_bool_and_never_raise(claims: dict[str, Any]) -> None:
             assert result
 
     asyncio.run(check())
+
+
+SECRET = "revocation-test-secret-0123456789abcdef"
+
+
+async def protected(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def bearer(**claims: Any) -> dict[str, Any]:
+    token = jwt.encode({"exp": 4_000_000_000, **claims}, SECRET, algorithm="HS256")
+    return http_scope(path="/agents", headers=[("authorization", f"Bearer {token}")])
+
+
+@pytest.mark.anyio
+async def test_jwt_middleware_refuses_revoked_tokens() -> None:
+    revoked = RevocationList()
+    app = JWTMiddleware(
+        protected, verification_keys=[SECRET], algorithm="HS256", revocation_check=revoked
+    )
+    iat = int(time.time()) - 60  # within max_token_lifetime (a day by default)
+    assert (await call(app, bearer(sub="alice", jti="t1", iat=iat))).status == 200
+    await revoked.revoke_token("t1", until=4_000_000_000)
+    assert (await call(app, bearer(sub="alice", jti="t1", iat=iat))).status == 401
+    assert (await call(app, bearer(sub="alice", jti="t2", iat=iat))).status == 200
+    await revoked.revoke_subject("alice", before=iat + 1)
+    assert (await call(app, bearer(sub="alice", jti="t2", iat=iat))).status == 401
+    assert (await call(app, bearer(sub="alice", jti="t3", iat=iat + 5))).status == 200
+
+
+class DownStore(MemoryStore):
+    async def get_markers(self, keys: Any) -> list[int | None]:
+        raise StoreError("down")
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_store_fails_closed_by_default() -> None:
+    app = JWTMiddleware(
+        protected,
+        verification_keys=[SECRET],
+        algorithm="HS256",
+        revocation_check=RevocationList(DownStore()),
+    )
+    assert (await call(app, bearer(sub="alice", jti="t1", iat=1))).status == 503
+    lenient = RevocationList(DownStore(), on_store_error="allow")
+    assert await lenient({"sub": "alice"}) is False

@@ -52,8 +52,9 @@ class RevocationList:
     """Revoked tokens and subjects in ``store`` (a fresh :class:`MemoryStore` by default, which
     only this process sees: use a :class:`RedisStore` to share revocations across workers).
 
-    ``on_store_error``: ``"allow"`` (default) treats a token as not revoked when the store
-    cannot answer; ``"deny"`` refuses it.
+    ``on_store_error`` says what a check does when the store cannot answer: ``"raise"``
+    (default) raises :class:`StoreError`, which ``JWTMiddleware`` answers with 503; ``"allow"``
+    treats the token as not revoked; ``"deny"`` as revoked.
     """
 
     def __init__(
@@ -61,7 +62,7 @@ class RevocationList:
         store: Store | None = None,
         *,
         max_token_lifetime: float = 86400.0,
-        on_store_error: str = "allow",
+        on_store_error: str = "raise",
         clock: Callable[[], float] = time.time,
     ) -> None:
         if store is None:
@@ -74,11 +75,11 @@ class RevocationList:
             raise TypeError("max_token_lifetime must be a number of seconds")
         if not max_token_lifetime > 0:
             raise ValueError("max_token_lifetime must be positive")
-        if on_store_error not in ("allow", "deny"):
-            raise ValueError("on_store_error must be 'allow' or 'deny'")
+        if on_store_error not in ("raise", "allow", "deny"):
+            raise ValueError("on_store_error must be 'raise', 'allow' or 'deny'")
         self.store = store
         self.max_token_lifetime_us = round(max_token_lifetime * US)
-        self._deny_on_error = on_store_error == "deny"
+        self._on_store_error = on_store_error
         self._clock = clock
         #: Checks answered by ``on_store_error`` because the store failed.
         self.store_errors = 0
@@ -115,7 +116,9 @@ class RevocationList:
             found = await self.store.get_markers(keys)
         except StoreError:
             self.store_errors += 1
-            return self._deny_on_error
+            if self._on_store_error == "raise":
+                raise
+            return self._on_store_error == "deny"
         if jti is not None and found[0] is not None:
             return True
         cutoff = found[-1] if sub is not None else None
