@@ -127,7 +127,7 @@ async def test_every_sensitive_header_and_query_param_is_redacted(
     query += "&ACCESS_TOKEN=SECRET-upperq&Api%5Fkey=SECRET-encoded&page=2"
     mw = AccessLogMiddleware(app, format=fmt, log_headers="*", log_response_headers="*")  # type: ignore[arg-type]
     await call(
-        mw, http_scope(headers=headers + [("user-agent", "ua")], query_string=query.encode())
+        mw, http_scope(headers=[*headers, ("user-agent", "ua")], query_string=query.encode())
     )
     (record,) = access(records)
     message = record.getMessage()

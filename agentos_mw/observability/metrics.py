@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .._asgi import ASGIApp, Message, Receive, Scope, Send
+from .._asgi import ASGIApp, Message, Receive, Scope, Send, on_response_start
 from ..paths import PathSet, route_path
 from .route import RouteLabeler
 
@@ -103,7 +103,19 @@ def metrics_app(registry: Any = None, *, disable_compression: bool = False) -> A
             multiprocess.MultiProcessCollector(registry)
         else:
             registry = pc.REGISTRY
-    app: ASGIApp = pc.make_asgi_app(registry=registry, disable_compression=disable_compression)
+    exposition: ASGIApp = pc.make_asgi_app(
+        registry=registry, disable_compression=disable_compression
+    )
+
+    def lowercase(message: Message) -> None:
+        message["headers"] = [(bytes(k).lower(), v) for k, v in message.get("headers") or ()]
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # prometheus-client asserts on anything else
+            return
+        # prometheus-client sends "Content-Type"; ASGI servers and our contract want lowercase.
+        await exposition(scope, receive, on_response_start(send, lowercase))
+
     return app
 
 
