@@ -172,7 +172,11 @@ class RateLimitMiddleware:
             else:
                 decision = await self.store.hit(key, plan.buckets, cost)
         except StoreError:
-            self.store_errors += 1
+            self.store_errors += 1  # the store logs the cause, at most every few seconds
+            log.debug(
+                "rate limit store failed; on_store_error=%s",
+                "deny" if self._deny_on_error else "allow",
+            )
             if self._deny_on_error:
                 await send_error(scope, send, 503, UNAVAILABLE, [(b"retry-after", b"1")])
             else:

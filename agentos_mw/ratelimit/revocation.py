@@ -116,6 +116,7 @@ class RevocationList:
             found = await self.store.get_markers(keys)
         except StoreError:
             self.store_errors += 1
+            log.debug("revocation store failed; on_store_error=%s", self._on_store_error)
             if self._on_store_error == "raise":
                 raise
             return self._on_store_error == "deny"

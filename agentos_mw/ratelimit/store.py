@@ -76,9 +76,6 @@ class Decision:
             f"reset_us={self.reset_us}, retry_us={self.retry_us})"
         )
 
-    def as_tuple(self) -> tuple[bool, int, int, int]:
-        return self.allowed, self.remaining, self.reset_us, self.retry_us
-
 
 @runtime_checkable
 class Store(Protocol):
