@@ -150,22 +150,27 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
     def _merge(
-        self, headers: Iterable[tuple[bytes, bytes]], ours: tuple[tuple[bytes, bytes], ...]
+        self, raw: Iterable[tuple[bytes, bytes]], ours: tuple[tuple[bytes, bytes], ...]
     ) -> list[tuple[bytes, bytes]]:
-        existing = [(bytes(k).lower(), v) for k, v in headers]
-        if self._remove:
-            existing = [h for h in existing if h[0] not in self._remove]
-        present = {k for k, _ in existing}
+        headers = list(raw)
+        present = {bytes(k).lower() for k, _ in headers}
+        if self._remove and not present.isdisjoint(self._remove):
+            headers = [h for h in headers if bytes(h[0]).lower() not in self._remove]
         if self.override:
             mine = {k for k, _ in ours}
-            merged = [h for h in existing if h[0] not in mine]
-            merged.extend(ours)
+            if not present.isdisjoint(mine):
+                headers = [h for h in headers if bytes(h[0]).lower() not in mine]
+            headers.extend(ours)
         else:
-            merged = existing
-            merged.extend(h for h in ours if h[0] not in present)
-        if self.sse_no_buffering and b"x-accel-buffering" not in present:
-            for key, value in existing:
-                if key == b"content-type" and value.startswith(b"text/event-stream"):
-                    merged.append((b"x-accel-buffering", b"no"))
+            headers.extend(h for h in ours if h[0] not in present)
+        if (
+            self.sse_no_buffering
+            and b"content-type" in present
+            and b"x-accel-buffering" not in present
+        ):
+            for key, value in headers:
+                if bytes(key).lower() == b"content-type":
+                    if bytes(value).lower().startswith(b"text/event-stream"):
+                        headers.append((b"x-accel-buffering", b"no"))
                     break
-        return merged
+        return headers
