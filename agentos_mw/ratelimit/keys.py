@@ -47,7 +47,7 @@ def user_key(fallback: KeyFunc) -> KeyFunc:
 
     def key(scope: Scope) -> str | None:
         state: Any = scope.get("state")
-        if state and state.get("authenticated") is True:
+        if isinstance(state, dict) and state.get("authenticated") is True:
             user_id = state.get("user_id")
             if isinstance(user_id, (str, int)) and not isinstance(user_id, bool) and user_id != "":
                 return bounded(f"user:{user_id}")
