@@ -59,11 +59,6 @@ def escape(value: str, limit: int = 2048) -> str:
     return value.translate(_CONTROL)
 
 
-def quote(value: str) -> str:
-    """``value`` in double quotes for text logs (quotes and backslashes escaped too)."""
-    return '"' + value.translate(_TEXT) + '"'
-
-
 def names(values: Iterable[str], what: str) -> frozenset[str]:
     """Validate a configured list of names and lowercase it."""
     if isinstance(values, str):
@@ -91,16 +86,16 @@ def redact_query(query: bytes, secret: frozenset[str], limit: int = 2048) -> str
 
 def pick_headers(
     headers: Iterable[tuple[bytes, bytes]],
-    wanted: frozenset[str] | None,
+    wanted: frozenset[bytes] | None,
     secret: frozenset[str],
     limit: int = 512,
 ) -> dict[str, str]:
-    """Selected headers (``wanted``; None = all) as text, sensitive ones redacted."""
+    """Selected headers (``wanted``, lowercase bytes; None = all) as text, secrets redacted."""
     out: dict[str, str] = {}
     for raw_name, raw_value in headers:
-        name = bytes(raw_name).decode("latin-1").lower()
-        if wanted is not None and name not in wanted:
+        if wanted is not None and raw_name not in wanted:
             continue
+        name = bytes(raw_name).decode("latin-1").lower()
         value = REDACTED if name in secret else escape(bytes(raw_value).decode("latin-1"), limit)
         name = escape(name, 128)
         out[name] = f"{out[name]}, {value}" if name in out else value
@@ -112,33 +107,45 @@ def format_json(fields: Mapping[str, Any]) -> str:
     return json.dumps(fields, separators=(",", ":"), default=str)
 
 
+def _q(value: str) -> str:
+    """``value`` in double quotes, quotes and backslashes escaped."""
+    if '"' in value or "\\" in value:
+        value = value.translate(_TEXT)
+    return f'"{value}"'
+
+
+def _bare(value: str | None) -> str:
+    """An unquoted field, quoted after all when it could be mistaken for several fields."""
+    if not value:
+        return "-"
+    return _q(value) if " " in value or '"' in value else value
+
+
 def format_text(fields: Mapping[str, Any]) -> str:
-    """``client "METHOD /path?query HTTP/1.1" status bytes key=value ...`` on one line."""
-    target = fields["path"]
-    if fields.get("query"):
-        target = f"{target}?{fields['query']}"
+    """``client "METHOD /path?query HTTP/1.1" status bytes key=value ...`` on one line.
+
+    String fields are already control-character escaped; quoted ones get quotes escaped too.
+    """
+    query = fields["query"]
+    target = f"{fields['path']}?{query}" if query else fields["path"]
     if fields["type"] == "websocket":
         request = f"WEBSOCKET {target}"
     else:
         request = f"{fields['method']} {target} HTTP/{fields['http_version']}"
-    parts = [
-        fields["client"] or "-",
-        quote(request),
-        str(fields["status"]),
-        str(fields["bytes"]),
-        f"duration_ms={fields['duration_ms']}",
-        f"ttfb_ms={fields['ttfb_ms']}",
-        f"route={quote(fields['route']) if fields['route'] is not None else '-'}",
-        f"request_id={fields['request_id'] or '-'}",
-    ]
-    if fields.get("user_id") is not None:
-        parts.append(f"user_id={quote(fields['user_id'])}")
-    if fields.get("disconnected"):
-        parts.append("disconnected=true")
-    if fields.get("exception"):
-        parts.append(f"exception={fields['exception']}")
-    for key in ("headers", "response_headers"):
-        for name, value in (fields.get(key) or {}).items():
-            prefix = "h" if key == "headers" else "rh"
-            parts.append(f"{prefix}.{name}={quote(value)}")
-    return " ".join(parts)
+    route = fields["route"]
+    line = (
+        f"{_bare(fields['client'])} {_q(request)} {fields['status']} {fields['bytes']}"
+        f" duration_ms={fields['duration_ms']} ttfb_ms={fields['ttfb_ms']}"
+        f" route={'-' if route is None else _q(route)} request_id={_bare(fields['request_id'])}"
+    )
+    if fields["user_id"] is not None:
+        line += f" user_id={_q(fields['user_id'])}"
+    if fields["disconnected"]:
+        line += " disconnected=true"
+    if "exception" in fields:
+        line += f" exception={fields['exception']}"
+    for name, value in (fields.get("headers") or {}).items():
+        line += f" h.{name}={_q(value)}"
+    for name, value in (fields.get("response_headers") or {}).items():
+        line += f" rh.{name}={_q(value)}"
+    return line
