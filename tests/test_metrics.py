@@ -211,7 +211,9 @@ async def test_metrics_path_serves_the_registry_and_is_not_counted() -> None:
     text = result.body.decode()
     assert result.status == 200 and "text/plain" in (result.header("content-type") or "")
     assert 'http_requests_total{method="GET",route="/agents/{agent_id}",status="2xx"} 1.0' in text
-    assert "/metrics" not in {dict(ls)["route"] for ls in label_sets(registry, "http_requests_total")}
+    assert "/metrics" not in {
+        dict(ls)["route"] for ls in label_sets(registry, "http_requests_total")
+    }
 
 
 async def test_metrics_app_standalone() -> None:
@@ -263,3 +265,32 @@ def test_package_imports_without_prometheus_client() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install 'agentos-mw[prometheus]'" in out.stdout
+
+
+async def test_fastapi_routers_and_mounts_give_templates() -> None:
+    from fastapi import APIRouter, FastAPI
+
+    api = FastAPI()
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    api.include_router(router)
+    api.mount("/sub/{tenant}", Starlette(routes=[Route("/x/{agent_id}", get_agent)]))
+    api.mount("/static", PlainTextResponse("file"))  # a plain ASGI app as the final route
+
+    registry = CollectorRegistry()
+    mw = MetricsMiddleware(api, registry=registry)
+    paths = ["/v1/items/1", "/v1/items/2", "/sub/acme/x/1", "/sub/globex/x/2", "/static/a/b.css"]
+    for path in [*paths, "/docs", "/openapi.json"]:  # FastAPI's own plain Starlette routes
+        await call(mw, http_scope(path=path))
+    routes = {dict(ls)["route"] for ls in label_sets(registry, "http_requests_total")}
+    assert routes == {
+        "/v1/items/{item_id}",
+        "/sub/{tenant}/x/{agent_id}",
+        "/static/{path}",
+        "/docs",
+        "/openapi.json",
+    }

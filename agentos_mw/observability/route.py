@@ -22,6 +22,7 @@ from ..paths import RouteTable, route_path
 
 _MOUNT_CACHE_MAX = 1024
 _mount_prefixes: dict[tuple[int, str], tuple[Any, str | None]] = {}
+_endpoint_routes: dict[tuple[int, int], tuple[Any, Any, tuple[tuple[Any, str], ...]]] = {}
 
 
 def _mount_template(routes: Iterable[Any], extra: str) -> str | None:
@@ -49,31 +50,69 @@ def _mount_template(routes: Iterable[Any], extra: str) -> str | None:
     return None
 
 
+def _mount_prefix(scope: Scope, extra: str) -> str | None:
+    """The template of the mounts that added ``extra`` to the root path (cached, bounded)."""
+    router = scope.get("router")
+    key = (id(router), extra)
+    cached = _mount_prefixes.get(key)
+    if cached is not None and cached[0] is router:
+        return cached[1]
+    prefix = _mount_template(getattr(router, "routes", None) or (), extra)
+    if len(_mount_prefixes) >= _MOUNT_CACHE_MAX:
+        _mount_prefixes.clear()
+    _mount_prefixes[key] = (router, prefix)
+    return prefix
+
+
+def _by_endpoint(scope: Scope, endpoint: Any) -> str | None:
+    """FastAPI's router records ``scope["route"]`` for its own ``APIRoute`` only; its plain
+    Starlette routes (``/docs``, ``/openapi.json``, ``add_route``) leave just the endpoint."""
+    router = scope.get("router")
+    key = (id(router), id(endpoint))
+    cached = _endpoint_routes.get(key)
+    if cached is None or cached[0] is not router or cached[1] is not endpoint:
+        candidates = tuple(
+            (route.path_regex, route.path_format)
+            for route in getattr(router, "routes", None) or ()
+            if getattr(route, "endpoint", None) is endpoint
+            and isinstance(getattr(route, "path_format", None), str)
+            and getattr(route, "path_regex", None) is not None
+        )
+        if len(_endpoint_routes) >= _MOUNT_CACHE_MAX:
+            _endpoint_routes.clear()
+        cached = _endpoint_routes[key] = (router, endpoint, candidates)
+    candidates = cached[2]
+    if len(candidates) == 1:
+        return candidates[0][1]
+    path = route_path(scope)
+    for regex, fmt in candidates:
+        if regex.match(path):
+            return fmt
+    return None
+
+
 def route_template(scope: Scope, root_path: str) -> str | None:
     """The template of the route the app matched, or None when it matched none.
 
     ``root_path`` is the scope's root path as it was *before* the app ran (mounts extend it).
     """
     route = scope.get("route")
+    final_root: str = scope.get("root_path") or ""
+    extra = final_root[len(root_path) :] if final_root.startswith(root_path) else ""
     if route is None:
-        return None
+        endpoint = scope.get("endpoint")
+        if endpoint is None or scope.get("router") is None:
+            return None
+        if extra:  # a mounted plain ASGI app under FastAPI's router
+            prefix = _mount_prefix(scope, extra)
+            return None if prefix is None else prefix + "/{path}"
+        return _by_endpoint(scope, endpoint)
     fmt = getattr(route, "path_format", None)
     if not isinstance(fmt, str):
         return None
-    final_root: str = scope.get("root_path") or ""
-    if final_root == root_path or not final_root.startswith(root_path):
+    if not extra:
         return fmt
-    extra = final_root[len(root_path) :]
-    key = (id(route), extra)
-    cached = _mount_prefixes.get(key)
-    if cached is not None and cached[0] is route:
-        prefix = cached[1]
-    else:
-        router = scope.get("router")
-        prefix = _mount_template(getattr(router, "routes", None) or (), extra)
-        if len(_mount_prefixes) >= _MOUNT_CACHE_MAX:
-            _mount_prefixes.clear()
-        _mount_prefixes[key] = (route, prefix)
+    prefix = _mount_prefix(scope, extra)
     if prefix is None:
         return fmt  # unknown mount layout: the route's own template is still bounded
     if fmt.endswith("/{path}") and getattr(route, "routes", None) is not None:
