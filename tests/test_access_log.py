@@ -9,6 +9,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -369,3 +371,27 @@ async def test_lifespan_passes_through() -> None:
 
     await AccessLogMiddleware(app)({"type": "lifespan"}, receive, send)
     assert seen == [(receive, send)]
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    path=st.text(max_size=80),
+    query=st.binary(max_size=80),
+    header=st.binary(max_size=80),
+    fmt=st.sampled_from(["text", "json"]),
+)
+def test_any_client_input_gives_one_clean_line(
+    path: str, query: bytes, header: bytes, fmt: str, records: pytest.LogCaptureFixture
+) -> None:
+    records.clear()
+    mw = AccessLogMiddleware(starlette_app(), format=fmt, log_headers="*")  # type: ignore[arg-type]
+    scope = http_scope(path="/" + path, query_string=query, headers=[(b"user-agent", header)])
+    anyio.run(call, mw, scope)
+    (record,) = access(records)
+    message = record.getMessage()
+    assert message.isprintable()
+    message.encode("utf-8")  # no lone surrogates
+    if fmt == "json":
+        assert json.loads(message)["status"] in (200, 404)

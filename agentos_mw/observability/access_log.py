@@ -259,15 +259,12 @@ class AccessLogMiddleware:
         client = self._client_ip(scope)
         is_http = scope["type"] == "http"
         exc_info: Any = None
-        if error is not None:
-            if not getattr(error, _LOGGED_FLAG, False):
-                exc_info = (type(error), error, error.__traceback__)
-                with contextlib.suppress(AttributeError, TypeError):
-                    setattr(error, _LOGGED_FLAG, True)
-            if not status:
-                status = 500
-        elif not status and disconnected:
-            status = 499
+        if error is not None and not getattr(error, _LOGGED_FLAG, False):
+            exc_info = (type(error), error, error.__traceback__)
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(error, _LOGGED_FLAG, True)
+        if not status:  # no response sent: what the server answers, or the client's absence
+            status = 499 if disconnected else 500
         query = scope.get("query_string") or b""
         fields: dict[str, Any] = {
             "type": scope["type"],

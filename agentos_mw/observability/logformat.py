@@ -45,18 +45,26 @@ DEFAULT_REDACT_QUERY: tuple[str, ...] = (
     "sig",
 )
 
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-_CONTROL.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
-_TEXT = {**_CONTROL, ord('"'): '\\"', ord("\\"): "\\\\"}
+_TEXT = {ord('"'): '\\"', ord("\\"): "\\\\"}
 
 
 def escape(value: str, limit: int = 2048) -> str:
-    """``value`` with C0/C1 controls and line separators as ``\\xNN``; cut at ``limit``."""
+    """``value`` with every non-printable character (C0/C1 controls, line separators, bidi
+    overrides, lone surrogates) as ``\\xNN``/``\\uNNNN``; cut at ``limit``."""
     if len(value) > limit:
         value = value[:limit] + "..."
     if value.isprintable():
         return value
-    return value.translate(_CONTROL)
+    # Controls, bidi overrides, unassigned code points, lone surrogates: hostile input only.
+    return "".join(ch if ch.isprintable() else _escape_char(ord(ch)) for ch in value)
+
+
+def _escape_char(code: int) -> str:
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
 
 
 def names(values: Iterable[str], what: str) -> frozenset[str]:
