@@ -42,7 +42,7 @@ def get_state(scope: Scope) -> dict[str, Any]:
     state = scope.get("state")
     if state is None:
         state = scope["state"] = {}
-    return state  # type: ignore[no-any-return]
+    return state
 
 
 def is_safe_header_value(value: bytes) -> bool:

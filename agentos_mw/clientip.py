@@ -70,7 +70,7 @@ class ClientIPResolver:
         client = scope.get("client")
         peer_host = client[0] if client else None
         if not self.trusted_networks or peer_host is None:
-            return peer_host  # type: ignore[no-any-return]
+            return peer_host
         peer = _parse_ip(str(peer_host))
         if peer is None or not self.is_trusted(peer):
             return peer_host  # type: ignore[no-any-return]

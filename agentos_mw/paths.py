@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from ._asgi import Scope
@@ -56,16 +56,28 @@ def normalize_path(path: str) -> str:
     return path
 
 
-@dataclass(frozen=True)
 class RouteMatch(Generic[V]):
     """The winning entry for a request: its value, the key it was registered under, and the
     segments captured by ``{name}`` (in ``params``) and by every one-segment wildcard, in order
-    (in ``wildcards``)."""
+    (in ``wildcards``). A plain slotted class: built on every uncached lookup, so it stays cheap.
+    """
 
-    value: V
-    key: str
-    params: Mapping[str, str] = field(default_factory=dict)
-    wildcards: tuple[str, ...] = ()
+    __slots__ = ("key", "params", "value", "wildcards")
+
+    def __init__(
+        self,
+        value: V,
+        key: str,
+        params: Mapping[str, str] | None = None,
+        wildcards: tuple[str, ...] = (),
+    ) -> None:
+        self.value = value
+        self.key = key
+        self.params: Mapping[str, str] = params if params is not None else {}
+        self.wildcards = wildcards
+
+    def __repr__(self) -> str:
+        return f"RouteMatch({self.value!r}, {self.key!r}, {self.params!r}, {self.wildcards!r})"
 
 
 @dataclass
@@ -158,7 +170,11 @@ class RouteTable(Generic[V]):
         result: RouteMatch[V] | None = None
         if found is not None:
             entry, captured = found
-            params = {name: seg for name, seg in zip(entry.names, captured, strict=True) if name is not None}
+            params = {
+                name: seg
+                for name, seg in zip(entry.names, captured, strict=True)
+                if name is not None
+            }
             result = RouteMatch(entry.value, entry.key, params, tuple(captured))
         if len(path) <= _CACHEABLE_PATH_LEN:
             if len(self._cache) >= _CACHE_MAX:
