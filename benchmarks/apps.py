@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 import jwt
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from . import harness
 from .baselines import NoopBaseHTTP, NoopPure, wrap
@@ -60,13 +62,16 @@ def bare() -> Any:
 
 
 def stack() -> Any:
-    from starlette.applications import Starlette
-
     from agentos_mw import secure_stack
 
     quiet_access_log()
-    app = harness.make_app()
-    return Starlette(routes=app.routes, middleware=secure_stack(**stack_options()))
+    return with_middleware(*secure_stack(**stack_options()))
+
+
+def with_middleware(*middleware: Middleware) -> Starlette:
+    """The baseline app's routes with ``middleware`` installed the usual way (Agno's
+    JWTMiddleware reads ``scope["app"]``, which only exists inside a Starlette app)."""
+    return Starlette(routes=harness.make_app().routes, middleware=list(middleware))
 
 
 def seed_stack() -> Any:
@@ -74,12 +79,13 @@ def seed_stack() -> Any:
     from agno.os.middleware import JWTMiddleware as AgnoJWT
 
     logging.getLogger("benchmarks.seed_style").disabled = True
-    app: Any = harness.make_app()
-    app = SeedRateLimit(app)
-    app = AgnoJWT(app, verification_keys=[SECRET], algorithm="HS256", authorization=True)
-    app = SeedLogging(app)
-    app = SeedRequestID(app)
-    return SeedSecurityHeaders(app)
+    return with_middleware(
+        Middleware(SeedSecurityHeaders),
+        Middleware(SeedRequestID),
+        Middleware(SeedLogging),
+        Middleware(AgnoJWT, verification_keys=[SECRET], algorithm="HS256", authorization=True),
+        Middleware(SeedRateLimit),
+    )
 
 
 def five_basehttp() -> Any:
@@ -93,10 +99,10 @@ def five_pure() -> Any:
 def agno_jwt() -> Any:
     from agno.os.middleware import JWTMiddleware as AgnoJWT
 
-    return AgnoJWT(harness.make_app(), verification_keys=[SECRET], algorithm="HS256")
+    return with_middleware(Middleware(AgnoJWT, verification_keys=[SECRET], algorithm="HS256"))
 
 
 def our_jwt() -> Any:
     from agentos_mw import JWTMiddleware
 
-    return JWTMiddleware(harness.make_app(), verification_keys=[SECRET], algorithm="HS256")
+    return with_middleware(Middleware(JWTMiddleware, verification_keys=[SECRET], algorithm="HS256"))

@@ -42,16 +42,8 @@ def build(kind: str) -> Any:
     if kind == "stack":
         apps.quiet_access_log()
         return Starlette(routes=sse_app().routes, middleware=secure_stack(**apps.stack_options()))
-    from agno.os.middleware import JWTMiddleware as AgnoJWT
-
-    from .seed_style import SeedLogging, SeedRateLimit, SeedRequestID, SeedSecurityHeaders
-
-    app: Any = sse_app()
-    app = SeedRateLimit(app)
-    app = AgnoJWT(app, verification_keys=[apps.SECRET], algorithm="HS256")
-    app = SeedLogging(app)
-    app = SeedRequestID(app)
-    return SeedSecurityHeaders(app)
+    seed = apps.seed_stack()
+    return Starlette(routes=sse_app().routes, middleware=seed.user_middleware)
 
 
 async def one_run(app: Any) -> tuple[float, list[float]]:
