@@ -9,6 +9,7 @@ Try:  curl -N -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/ag
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -21,8 +22,13 @@ from starlette.websockets import WebSocket
 
 from agentos_mw import secure_stack
 
+log = logging.getLogger("examples.starlette_stack")
+
 # The key comes from the caller's configuration, explicitly; a random one keeps the example safe.
-SECRET = os.environ.get("AGENTOS_MW_SECRET") or secrets.token_urlsafe(32)
+SECRET = os.environ.get("AGENTOS_MW_SECRET", "")
+if not SECRET:
+    SECRET = secrets.token_urlsafe(32)
+    log.warning("AGENTOS_MW_SECRET is not set: using a random key; tokens minted elsewhere fail")
 
 
 async def list_agents(request: Request) -> Response:
