@@ -9,7 +9,8 @@ Series (``prefix`` defaults to ``http``):
 
 Labels stay bounded whatever clients send: ``route`` is the matched route's template (or
 ``unmatched_label``), ``method`` is a known HTTP method or ``other``, ``status`` is a class
-(``2xx``...) or ``499`` when the client went away before the response completed.
+(``2xx``...), ``5xx`` when the app raised before its response completed (even after sending a
+200 start), or ``499`` when the client went away before the response completed.
 ``prometheus_client`` is imported when the middleware is built, so ``agentos_mw`` imports without
 the ``prometheus`` extra.
 """
@@ -231,6 +232,8 @@ class MetricsMiddleware:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 disconnected = True  # servers cancel the request task when the client is gone
+            elif not complete and not disconnected:
+                status = 500  # a started response cut short by the app's error failed: not a 2xx
             raise
         finally:
             in_progress.dec()
