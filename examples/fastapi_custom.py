@@ -17,6 +17,13 @@ Run:  JWKS_URL=... AUTH_ISSUER=... AUTH_AUDIENCE=... uvicorn examples.fastapi_cu
 Try:  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/agents   (needs agents:read)
       curl -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/agents/a1/runs
         (needs agents:run or agents:a1:run; the 6th within a minute gets 429 + Retry-After)
+
+Without an IdP, a local one:
+      agentos-mw keys --alg RS256 --out keys && python -m http.server 9000 -d keys &
+      export JWKS_URL=http://127.0.0.1:9000/jwks.json AUTH_ISSUER=https://dev.example/ \
+        AUTH_AUDIENCE=https://api.example
+      TOKEN=$(agentos-mw token --sub alice --key keys/private.pem --claim iss=$AUTH_ISSUER \
+        --claim aud=$AUTH_AUDIENCE --claim "scope=agents:read agents:a1:run")
 """
 
 from __future__ import annotations
@@ -95,6 +102,7 @@ app.add_middleware(
     key="user",
     store=store,
     exempt=["/health"],
+    on_store_error="allow",  # Redis down: serve unlimited rather than fail ("deny" answers 503)
 )
 app.add_middleware(
     JWTMiddleware,

@@ -403,3 +403,24 @@ async def test_fastapi_custom_rate_limits_runs_in_redis(
         assert keys, "the limits are counted in Redis under the configured prefix"
     finally:
         await fastapi_example.store.aclose()
+
+
+@pytest.mark.anyio
+async def test_fastapi_custom_serves_when_redis_is_down(
+    monkeypatch: pytest.MonkeyPatch, idp: JWKSServer
+) -> None:
+    example = load(
+        "fastapi_custom",
+        monkeypatch,
+        JWKS_URL=idp.url,
+        AUTH_ISSUER=ISSUER,
+        AUTH_AUDIENCE=AUDIENCE,
+        AGENTOS_MW_REDIS_URL="redis://127.0.0.1:1/0",  # nothing listens on port 1
+    )
+    try:
+        runner = [bearer(idp.token("agents:run"))]
+        for _ in range(7):  # past the 5/minute limit: nothing counts, nothing fails
+            result = await call(example.app, http_scope("POST", "/agents/a1/runs", runner))
+            assert result.status == 200
+    finally:
+        await example.store.aclose()
