@@ -72,6 +72,36 @@ async def test_custom_middleware_times_logs_and_limits(
     assert (await call(example.app, other_client)).status == 200
 
 
+@pytest.mark.anyio
+async def test_custom_timing_logs_after_the_last_chunk_of_a_stream(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    example = load("custom_middleware", monkeypatch)
+    caplog.set_level(logging.INFO, logger="example.requests")
+    sent: list[str] = []
+
+    async def streaming(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for chunk in (b"data: 1\n\n", b"data: 2\n\n"):
+            sent.append("chunk")
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        sent.append("end")
+        await send({"type": "http.response.body", "body": b""})
+
+    class Marker(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            sent.append("log")
+
+    marker = Marker()
+    logging.getLogger("example.requests").addHandler(marker)
+    try:
+        result = await call(example.RequestTimingMiddleware(streaming), http_scope("GET", "/s"))
+    finally:
+        logging.getLogger("example.requests").removeHandler(marker)
+    assert result.body == b"data: 1\n\ndata: 2\n\n" and result.header("x-process-time")
+    assert sent == ["chunk", "chunk", "end", "log"]
+
+
 # --- starlette_stack.py ---------------------------------------------------------------------
 
 
