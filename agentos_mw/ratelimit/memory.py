@@ -31,7 +31,9 @@ Entry = int | tuple[int, ...]
 
 class MemoryStore:
     """In-process store. ``max_keys`` bounds the rate-limit entries; ``clock`` returns seconds
-    (``time.time`` by default; tests pass a fake clock)."""
+    (``time.time`` by default; tests pass a fake clock). With the default clock, rate-limit
+    windows are counted on ``time.monotonic`` so that a wall-clock step (NTP, VM resume) neither
+    locks clients out nor hands out a fresh budget; revocation markers keep epoch times."""
 
     def __init__(
         self,
@@ -65,6 +67,12 @@ class MemoryStore:
             return time.time_ns() // 1000
         return round(self._clock() * 1_000_000)
 
+    def _counter_us(self) -> int:
+        """The rate-limit clock: monotonic unless a clock was injected."""
+        if self._wall_clock:
+            return time.monotonic_ns() // 1000
+        return round(self._clock() * 1_000_000)
+
     async def hit(
         self, key: str, buckets: Sequence[Bucket], cost: int = 1, *, now_us: int | None = None
     ) -> Decision:
@@ -74,7 +82,7 @@ class MemoryStore:
         self, key: str, buckets: Sequence[Bucket], cost: int = 1, *, now_us: int | None = None
     ) -> Decision:
         """The synchronous check (atomic); :meth:`hit` is its awaitable face."""
-        now = self.now_us() if now_us is None else now_us
+        now = self._counter_us() if now_us is None else now_us
         data = self._data
         with self._lock:
             if len(buckets) == 1 and len(buckets[0].limits) == 1:
