@@ -115,25 +115,35 @@ class RemoteJWKS:
         # shield: a cancelled request must not cancel the fetch other requests wait on
         await asyncio.shield(self._start_fetch())
 
+    async def _download(self, httpx: Any) -> bytes:
+        async with (
+            httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client,
+            client.stream("GET", self.url, headers={"accept": "application/json"}) as response,
+        ):
+            if response.status_code != 200:
+                raise ValueError(f"HTTP {response.status_code}")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_JWKS_BYTES:
+                    raise ValueError("JWKS response too large")
+        return bytes(body)
+
     async def _fetch(self) -> None:
         import httpx
 
         self.last_attempt = time.monotonic()
         self.fetches += 1
         try:
-            async with (
-                httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client,
-                client.stream("GET", self.url, headers={"accept": "application/json"}) as response,
-            ):
-                if response.status_code != 200:
-                    raise ValueError(f"HTTP {response.status_code}")
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_JWKS_BYTES:
-                        raise ValueError("JWKS response too large")
-            data: Any = json.loads(bytes(body))
+            # httpx's timeout bounds each read; a server dripping a byte at a time would pass
+            # every read, so the whole download gets the same bound.
+            body = await asyncio.wait_for(self._download(httpx), self.timeout)
+            data: Any = json.loads(body)
             keys = parse_jwks(data, self.allowed, "JWKS URL")
+            symmetric = [key for key in keys if isinstance(key.material, bytes)]
+            if symmetric:  # a published HMAC secret lets anyone who reads the URL mint tokens
+                logger.warning("JWKS URL: %d symmetric (oct) keys ignored", len(symmetric))
+                keys = [key for key in keys if not isinstance(key.material, bytes)]
             if not keys:
                 raise ValueError("no usable signing key")
         except Exception as exc:  # network, HTTP, JSON, or key errors: keep the last good keys
