@@ -41,6 +41,10 @@ from .route import RouteLabeler
 ACCESS_LOGGER = "agentos_mw.access"
 _LOGGED_FLAG = "__agentos_mw_logged__"
 _HTTP_VERSIONS = {v: v for v in ("1.0", "1.1", "2", "2.0", "3")}
+#: Methods logged as they are; anything else a client sent is escaped.
+_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+)
 _perf = time.perf_counter
 
 
@@ -49,10 +53,6 @@ def _wanted(values: Iterable[str] | str, what: str) -> frozenset[bytes] | None:
     if values == "*":
         return None
     return frozenset(name.encode("latin-1") for name in names(values, what))
-
-
-def _ms(seconds: float) -> float:
-    return int(seconds * 1_000_000) / 1000  # µs resolution, cheaper than round()
 
 
 def _is_disconnect(exc: BaseException) -> bool:
@@ -252,12 +252,38 @@ class AccessLogMiddleware:
         response_headers: Any,
         error: Exception | None,
     ) -> None:
+        # Each text field is used as is when it is a short printable str (the common case, one
+        # cheap check) and escaped otherwise.
         limit = self.max_field_length
         state = scope.get("state") or {}
         user_id = state.get("user_id") if state.get("authenticated") else None
+        if user_id is not None and not (
+            type(user_id) is str and len(user_id) <= 256 and user_id.isprintable()
+        ):
+            user_id = escape(str(user_id), 256)
         request_id = state.get("request_id")
+        if request_id is not None and not (
+            type(request_id) is str and len(request_id) <= 256 and request_id.isprintable()
+        ):
+            request_id = escape(str(request_id), 256)
         client = self._client_ip(scope)
-        is_http = scope["type"] == "http"
+        if client and not (len(client) <= 64 and client.isprintable()):
+            client = escape(client, 64)
+        kind = scope["type"]
+        method = None
+        if kind == "http":
+            method = scope.get("method") or "GET"
+            if not (type(method) is str and method in _METHODS):
+                method = escape(str(method), 32)
+        path = scope.get("path") or "/"
+        if not (type(path) is str and len(path) <= limit and path.isprintable()):
+            path = escape(str(path), limit)
+        version = scope.get("http_version") or "1.1"
+        http_version = (
+            _HTTP_VERSIONS.get(version)
+            if type(version) is str
+            else _HTTP_VERSIONS.get(str(version))
+        )
         exc_info: Any = None
         if error is not None and not getattr(error, _LOGGED_FLAG, False):
             exc_info = (type(error), error, error.__traceback__)
@@ -267,21 +293,22 @@ class AccessLogMiddleware:
             status = 499 if disconnected else 500
         query = scope.get("query_string") or b""
         fields: dict[str, Any] = {
-            "type": scope["type"],
-            "method": escape(str(scope.get("method") or "GET"), 32) if is_http else None,
-            "path": escape(str(scope.get("path") or "/"), limit),
+            "type": kind,
+            "method": method,
+            "path": path,
             "query": redact_query(query, self._redact_query, limit)
             if query and self.log_query
             else "",
             "route": self._route.lookup(scope, root_path),
             "status": status,
             "bytes": sent,
-            "ttfb_ms": _ms(first - start),
-            "duration_ms": _ms(end - start),
-            "client": escape(client, 64) if client else None,
-            "user_id": escape(str(user_id), 256) if user_id is not None else None,
-            "request_id": escape(str(request_id), 256) if request_id is not None else None,
-            "http_version": _HTTP_VERSIONS.get(str(scope.get("http_version") or "1.1")) or "?",
+            "ttfb_ms": int((first - start) * 1_000_000)
+            / 1000,  # µs resolution, cheaper than round()
+            "duration_ms": int((end - start) * 1_000_000) / 1000,
+            "client": client or None,
+            "user_id": user_id,
+            "request_id": request_id,
+            "http_version": http_version or "?",
             "disconnected": disconnected,
         }
         if self._headers is None or self._headers:

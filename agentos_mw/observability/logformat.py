@@ -122,38 +122,55 @@ def _q(value: str) -> str:
     return f'"{value}"'
 
 
-def _bare(value: str | None) -> str:
-    """An unquoted field, quoted after all when it could be mistaken for several fields."""
-    if not value:
-        return "-"
-    return _q(value) if " " in value or '"' in value else value
-
-
 def format_text(fields: Mapping[str, Any]) -> str:
     """``client "METHOD /path?query HTTP/1.1" status bytes key=value ...`` on one line.
 
     String fields are already control-character escaped; quoted ones get quotes escaped too.
     """
+    # Inline fast paths: this runs once per request, and function calls dominate its cost.
     query = fields["query"]
     target = f"{fields['path']}?{query}" if query else fields["path"]
     if fields["type"] == "websocket":
         request = f"WEBSOCKET {target}"
     else:
         request = f"{fields['method']} {target} HTTP/{fields['http_version']}"
+    if '"' in request or "\\" in request:
+        request = request.translate(_TEXT)
+    client = fields["client"]
+    if not client:
+        client = "-"
+    elif " " in client or '"' in client:
+        client = _q(client)
     route = fields["route"]
+    if route is None:
+        route = "-"
+    elif '"' in route or "\\" in route:
+        route = f'"{route.translate(_TEXT)}"'
+    else:
+        route = f'"{route}"'
+    request_id = fields["request_id"]
+    if not request_id:
+        request_id = "-"
+    elif " " in request_id or '"' in request_id:
+        request_id = _q(request_id)
     line = (
-        f"{_bare(fields['client'])} {_q(request)} {fields['status']} {fields['bytes']}"
+        f'{client} "{request}" {fields["status"]} {fields["bytes"]}'
         f" duration_ms={fields['duration_ms']} ttfb_ms={fields['ttfb_ms']}"
-        f" route={'-' if route is None else _q(route)} request_id={_bare(fields['request_id'])}"
+        f" route={route} request_id={request_id}"
     )
-    if fields["user_id"] is not None:
-        line += f" user_id={_q(fields['user_id'])}"
+    user_id = fields["user_id"]
+    if user_id is not None:
+        line += f" user_id={_q(user_id)}"
     if fields["disconnected"]:
         line += " disconnected=true"
     if "exception" in fields:
         line += f" exception={fields['exception']}"
-    for name, value in (fields.get("headers") or {}).items():
-        line += f" h.{name}={_q(value)}"
-    for name, value in (fields.get("response_headers") or {}).items():
-        line += f" rh.{name}={_q(value)}"
+    headers = fields.get("headers")
+    if headers:
+        for name, value in headers.items():
+            line += f" h.{name}={_q(value)}"
+    headers = fields.get("response_headers")
+    if headers:
+        for name, value in headers.items():
+            line += f" rh.{name}={_q(value)}"
     return line

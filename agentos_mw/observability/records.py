@@ -55,6 +55,28 @@ def _current_process_name(pid: int) -> str | None:
     return name
 
 
+#: (logger name, level, pid, logging flags) -> the record attributes fixed for them.
+_templates: dict[tuple[Any, ...], dict[str, Any]] = {}
+_TEMPLATES_MAX = 64
+
+
+def _template(logger: logging.Logger, level: int, pid: int) -> dict[str, Any]:
+    """The attributes that are the same for every access record of ``logger`` at ``level``."""
+    key = (logger.name, level, pid, logging.logProcesses, logging.logMultiprocessing)
+    found = _templates.get(key)
+    if found is None:
+        found = dict(_STATIC)
+        found["name"] = logger.name
+        found["levelname"] = logging.getLevelName(level)
+        found["levelno"] = level
+        found["processName"] = _current_process_name(pid) if logging.logMultiprocessing else None
+        found["process"] = pid if logging.logProcesses else None
+        if len(_templates) >= _TEMPLATES_MAX:
+            _templates.clear()
+        _templates[key] = found
+    return found
+
+
 def make_record(
     logger: logging.Logger, level: int, msg: str, exc_info: Any, extra: dict[str, Any]
 ) -> logging.LogRecord:
@@ -63,13 +85,9 @@ def make_record(
         return logger.makeRecord(logger.name, level, _PATH, 0, msg, (), exc_info, "access", extra)
     record: logging.LogRecord = logging.LogRecord.__new__(logging.LogRecord)
     data = record.__dict__
-    data.update(_STATIC)
+    data.update(_template(logger, level, _pid))
     created = time.time()
-    pid = _pid
-    data["name"] = logger.name
     data["msg"] = msg
-    data["levelname"] = logging.getLevelName(level)
-    data["levelno"] = level
     data["exc_info"] = exc_info
     data["created"] = created
     data["msecs"] = int((created - int(created)) * 1000) + 0.0
@@ -79,8 +97,6 @@ def make_record(
         data["threadName"] = threading.current_thread().name
     else:
         data["thread"] = data["threadName"] = None
-    data["processName"] = _current_process_name(pid) if logging.logMultiprocessing else None
-    data["process"] = pid if logging.logProcesses else None
     if sys.version_info >= (3, 12):
         task = None
         if logging.logAsyncioTasks:  # type: ignore[attr-defined,unused-ignore]
