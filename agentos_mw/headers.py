@@ -125,6 +125,12 @@ class SecurityHeadersMiddleware:
         self._https_no_csp = tuple(h for h in self._https if h[0] != b"content-security-policy")
         self._remove = frozenset({b"server", b"x-powered-by"}) if hide_server else frozenset()
         self.sse_no_buffering = bool(sse_no_buffering)
+        # The names of each precomputed header set, by identity: the per-request check is then
+        # one set operation instead of a loop.
+        self._names = {
+            id(t): frozenset(k for k, _ in t)
+            for t in (self._plain, self._https, self._plain_no_csp, self._https_no_csp)
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -153,13 +159,24 @@ class SecurityHeadersMiddleware:
         self, raw: Iterable[tuple[bytes, bytes]], ours: tuple[tuple[bytes, bytes], ...]
     ) -> list[tuple[bytes, bytes]]:
         headers = list(raw)
-        present = {bytes(k).lower() for k, _ in headers}
+        names = [k for k, _ in headers]
+        lowercase = True
+        try:  # the common case: lowercase bytes names (Starlette, FastAPI, our own layers)
+            if not b"".join(names).islower():
+                raise TypeError
+            present = set(names)
+        except TypeError:  # upper case, bytearray or no letters at all: normalize each name
+            present = {bytes(k).lower() for k in names}
+            lowercase = False
         if self._remove and not present.isdisjoint(self._remove):
             headers = [h for h in headers if bytes(h[0]).lower() not in self._remove]
-        if self.override:
-            mine = {k for k, _ in ours}
-            if not present.isdisjoint(mine):
-                headers = [h for h in headers if bytes(h[0]).lower() not in mine]
+        mine = self._names.get(id(ours))
+        if mine is None:
+            mine = frozenset(k for k, _ in ours)
+        if present.isdisjoint(mine):
+            headers.extend(ours)
+        elif self.override:
+            headers = [h for h in headers if bytes(h[0]).lower() not in mine]
             headers.extend(ours)
         else:
             headers.extend(h for h in ours if h[0] not in present)
@@ -169,7 +186,11 @@ class SecurityHeadersMiddleware:
             and b"x-accel-buffering" not in present
         ):
             for key, value in headers:
-                if bytes(key).lower() == b"content-type":
+                if (
+                    (key == b"content-type")
+                    if lowercase
+                    else (bytes(key).lower() == b"content-type")
+                ):
                     if bytes(value).lower().startswith(b"text/event-stream"):
                         headers.append((b"x-accel-buffering", b"no"))
                     break
