@@ -143,13 +143,14 @@ class RequestIDMiddleware:
                 return
             header = (self._header, request_id.encode("latin-1"))
             name = self._header
+            size = len(name)
 
             async def send_with_id(message: Message) -> None:
                 mtype = message["type"]
                 if mtype == "http.response.start" or mtype == "websocket.accept":
                     headers = message.get("headers") or []
                     for key, _ in headers:
-                        if key.lower() == name:
+                        if len(key) == size and key.lower() == name:  # length first: cheaper
                             break  # the app set its own: keep it, never send two
                     else:
                         message["headers"] = [*headers, header]

@@ -19,7 +19,6 @@ from .._asgi import (
     Scope,
     Send,
     add_response_headers,
-    on_response_start,
     send_error,
 )
 from ..paths import PathSet, RouteTable, route_path
@@ -188,14 +187,20 @@ class RateLimitMiddleware:
             await send_error(scope, send, 429, TOO_MANY, extra)
             return
         if kind == "http" and (self._ietf or self._legacy):
-            send = on_response_start(send, _adder(decision, plan.policy, self._ietf, self._legacy))
+            await self.app(scope, receive, _with_headers(send, decision, plan.policy, self))
+            return
         await self.app(scope, receive, send)
 
 
-def _adder(
-    decision: Decision, policy: bytes, ietf: bool, legacy: bool
-) -> Callable[[Message], None]:
-    def add(message: Message) -> None:
-        add_response_headers(message, response_headers(decision, policy, ietf, legacy))
+def _with_headers(send: Send, decision: Decision, policy: bytes, mw: RateLimitMiddleware) -> Send:
+    """``send`` adding the rate-limit headers to ``http.response.start`` (one wrapper, no
+    callback layer: this runs on every allowed request)."""
+    ietf = mw._ietf
+    legacy = mw._legacy
 
-    return add
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            add_response_headers(message, response_headers(decision, policy, ietf, legacy))
+        await send(message)
+
+    return send_with_headers
