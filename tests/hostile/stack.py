@@ -228,7 +228,10 @@ def wrap(inner: ASGIApp, registry: CollectorRegistry | None = None, **overrides:
     return app
 
 
-def full_stack(**overrides: Any) -> tuple[ASGIApp, Seen, CollectorRegistry]:
+def full_stack(quiet: bool = True, **overrides: Any) -> tuple[ASGIApp, Seen, CollectorRegistry]:
+    """The app behind every layer; ``quiet``: the access log goes to :data:`HOSTILE_ACCESS`."""
+    if quiet:
+        overrides.setdefault("access_log", {"logger": HOSTILE_ACCESS})
     seen = Seen()
     registry = CollectorRegistry()
     return wrap(Guard(make_app(seen), seen), registry, **overrides), seen, registry
@@ -292,13 +295,19 @@ class CheckingHandler(logging.Handler):
             self.bad.append(repr(message))
 
 
+#: The access logger of the hostile stacks: outside the logging manager, so pytest's capture
+#: (which attaches itself to every named logger) cannot keep thousands of records.
+HOSTILE_ACCESS = logging.Logger("hostile.access", logging.INFO)
+HOSTILE_ACCESS.propagate = False
+
+
 @contextlib.contextmanager
 def checked_logs() -> Iterator[CheckingHandler]:
-    """Route our loggers to a :class:`CheckingHandler` only (not pytest's capture, which would
-    keep thousands of records), at INFO so the access log really formats every request."""
+    """Route the access log (and our other loggers) to a :class:`CheckingHandler`, at INFO so
+    the access log really formats every request; use with ``full_stack(quiet=True)``."""
     handler = CheckingHandler()
-    names = ("agentos_mw.access", "agentos_mw.auth", "agentos_mw.rbac", "agentos_mw.ratelimit")
-    loggers = [logging.getLogger(n) for n in names]
+    names = ("agentos_mw.auth", "agentos_mw.rbac", "agentos_mw.ratelimit")
+    loggers = [HOSTILE_ACCESS, *(logging.getLogger(n) for n in names)]
     saved = [(lg.level, lg.propagate) for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.INFO)
