@@ -32,6 +32,7 @@ V = TypeVar("V")
 ANY_METHOD = "*"
 _CACHE_MAX = 4096
 _CACHEABLE_PATH_LEN = 256
+_CACHEABLE_METHOD_LEN = 32
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?\}$")
 _METHOD = re.compile(r"^[A-Z]+$")
 
@@ -176,7 +177,8 @@ class RouteTable(Generic[V]):
                 if name is not None
             }
             result = RouteMatch(entry.value, entry.key, params, tuple(captured))
-        if len(path) <= _CACHEABLE_PATH_LEN:
+        # long paths and methods (h11 accepts any token up to the head limit) are not kept
+        if len(path) <= _CACHEABLE_PATH_LEN and len(method) <= _CACHEABLE_METHOD_LEN:
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[cache_key] = result
