@@ -104,8 +104,14 @@ def pick_headers(
         if wanted is not None and raw_name not in wanted:
             continue
         name = bytes(raw_name).decode("latin-1").lower()
-        value = REDACTED if name in secret else escape(bytes(raw_value).decode("latin-1"), limit)
-        name = escape(name, 128)
+        if name in secret:
+            value = REDACTED
+        else:
+            value = bytes(raw_value).decode("latin-1")
+            if len(value) > limit or not value.isprintable():
+                value = escape(value, limit)
+        if len(name) > 128 or not name.isprintable():
+            name = escape(name, 128)
         out[name] = f"{out[name]}, {value}" if name in out else value
     return out
 
