@@ -81,6 +81,16 @@ class _Collectors:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        #: In one process the gauge reads the length of this list at scrape time: appending and
+        #: popping are atomic list operations, an order of magnitude cheaper per request than the
+        #: gauge's locked ``inc``/``dec``. Multiprocess mode keeps ``inc``/``dec`` (the value
+        #: must reach the shared files).
+        self.in_flight: list[None] | None = None
+        values = importlib.import_module("prometheus_client.values")
+        if values.ValueClass is values.MutexValue:
+            in_flight: list[None] = []
+            self.in_progress.set_function(lambda: len(in_flight))
+            self.in_flight = in_flight
 
 
 def _get_collectors(pc: Any, registry: Any, prefix: str, buckets: tuple[float, ...]) -> Any:
@@ -156,6 +166,7 @@ class MetricsMiddleware:
         self.registry = registry
         self._m = _get_collectors(pc, registry, prefix, bucket_tuple)
         self._in_progress = self._m.in_progress
+        self._in_flight: list[None] | None = self._m.in_flight
         self._route = RouteLabeler(routes, unmatched=unmatched_label)
         self.path = path.rstrip("/") or "/" if path else None
         self._metrics_app = metrics_app(registry) if path else None
@@ -225,8 +236,11 @@ class MetricsMiddleware:
                 end = _perf()
                 complete = True
 
-        in_progress = self._in_progress
-        in_progress.inc()
+        in_flight = self._in_flight
+        if in_flight is not None:
+            in_flight.append(None)
+        else:
+            self._in_progress.inc()
         try:
             await self.app(scope, receive_wrapper, send_wrapper)
         except BaseException as exc:
@@ -236,7 +250,10 @@ class MetricsMiddleware:
                 status = 500  # a started response cut short by the app's error failed: not a 2xx
             raise
         finally:
-            in_progress.dec()
+            if in_flight is not None:
+                in_flight.pop()
+            else:
+                self._in_progress.dec()
             now = _perf()
             method = scope.get("method") or "GET"
             if method not in _METHODS:
