@@ -209,7 +209,7 @@ def run_one(
 
 
 @settings(
-    max_examples=1500,
+    max_examples=2500,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -88,7 +88,7 @@ token_place = st.sampled_from(["header", "query", "cookie", "subprotocol", "none
 
 
 @settings(
-    max_examples=600,
+    max_examples=800,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
