@@ -68,6 +68,17 @@ def stack() -> Any:
     return with_middleware(*secure_stack(**stack_options()))
 
 
+def stack_layer(layer: str) -> Any:
+    """The bare app with only ``layer`` of :func:`stack` (``auth`` includes RBAC)."""
+    from agentos_mw import secure_stack
+
+    quiet_access_log()
+    full = stack_options()
+    options = {key: (value if key == layer else None) for key, value in full.items()}
+    options["rbac"] = True if layer == "auth" else None
+    return with_middleware(*secure_stack(**options))
+
+
 def with_middleware(*middleware: Middleware) -> Starlette:
     """The baseline app's routes with ``middleware`` installed the usual way (Agno's
     JWTMiddleware reads ``scope["app"]``, which only exists inside a Starlette app)."""
