@@ -302,8 +302,8 @@ class AccessLogMiddleware:
             "route": self._route.lookup(scope, root_path),
             "status": status,
             "bytes": sent,
-            "ttfb_ms": int((first - start) * 1_000_000)
-            / 1000,  # µs resolution, cheaper than round()
+            # µs resolution, cheaper than round()
+            "ttfb_ms": int((first - start) * 1_000_000) / 1000,
             "duration_ms": int((end - start) * 1_000_000) / 1000,
             "client": client or None,
             "user_id": user_id,
