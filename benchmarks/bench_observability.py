@@ -13,7 +13,10 @@ from typing import Any
 from . import harness
 from .seed_style import SeedLogging
 
-QUICK_GATE_US = 10.0  # the four together, quick mode (the budget)
+# CI gate (quick mode): a ratio measured in the same run, robust to machine speed. The four
+# layers together must cost well under one BaseHTTPMiddleware logging recipe; the issue's
+# absolute budgets (GOALS_US) are checked and reported by the full run.
+QUICK_GATE_FRACTION_OF_RECIPE = 0.4
 FLOOR = "reference: pure ASGI + one logger.info() per request"
 GOALS_US = {
     "RequestIDMiddleware": 3.0,
@@ -128,10 +131,11 @@ def run(quick: bool) -> tuple[str, list[str]]:
     )
     failures = []
     if quick:
-        if together > QUICK_GATE_US:
+        if together > QUICK_GATE_FRACTION_OF_RECIPE * seed.added_us:
             failures.append(
-                f"observability: the four together add {together:.1f} µs (gate {QUICK_GATE_US:.0f} µs; "
-                f"{floor:.1f} µs of it is the stdlib logging floor)"
+                f"observability: the four together add {together:.1f} µs, more than "
+                f"{QUICK_GATE_FRACTION_OF_RECIPE:.0%} of the BaseHTTPMiddleware logging recipe "
+                f"({seed.added_us:.1f} µs) measured in the same run"
             )
     else:
         for name, goal in GOALS_US.items():
