@@ -37,6 +37,21 @@ def first_header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def checked_method(scope: Scope) -> str | None:
+    """The method an access check applies to: the HTTP method, ``"GET"`` for a websocket
+    handshake, or ``None`` when the scope passes unchecked (lifespan, and CORS preflights, which
+    carry no credentials by design)."""
+    scope_type = scope["type"]
+    if scope_type == "http":
+        method: str = scope["method"]
+        if method == "OPTIONS" and first_header(scope, b"access-control-request-method"):
+            return None
+        return method
+    if scope_type == "websocket":
+        return "GET"
+    return None
+
+
 def get_state(scope: Scope) -> dict[str, Any]:
     """``scope["state"]``, created when absent; Starlette exposes it as ``request.state``."""
     state = scope.get("state")

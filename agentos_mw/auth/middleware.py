@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 
-from .._asgi import ASGIApp, Receive, Scope, Send, first_header, get_state, send_error
+from .._asgi import ASGIApp, Receive, Scope, Send, checked_method, get_state, send_error
 from ..paths import PathSet, route_path
 from . import errors
 from .cache import TokenCache
@@ -227,17 +227,11 @@ class JWTMiddleware:
             logger.warning("scope_mappings is ignored because authorization=False")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope_type = scope["type"]
-        if scope_type == "http":
-            method: str = scope["method"]
-            if method == "OPTIONS" and first_header(scope, b"access-control-request-method"):
-                await self.app(scope, receive, send)  # CORS preflight carries no credentials
-                return
-        elif scope_type == "websocket":
-            method = "GET"
-        else:
+        method = checked_method(scope)
+        if method is None:  # lifespan, CORS preflight
             await self.app(scope, receive, send)
             return
+        scope_type = scope["type"]
 
         path = route_path(scope)
         if self._excluded.matches(method, path):

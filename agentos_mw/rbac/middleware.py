@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 
-from .._asgi import ASGIApp, Receive, Scope, Send, first_header, get_state, send_error
+from .._asgi import ASGIApp, Receive, Scope, Send, checked_method, get_state, send_error
 from ..paths import PathSet, route_path
 from .grammar import granted_scopes
 from .policy import DEFAULT_LISTING_RESOURCES, RBACPolicy
@@ -92,15 +92,8 @@ class RBACMiddleware:
         self._has_excluded = len(self._excluded) > 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope_type = scope["type"]
-        if scope_type == "http":
-            method: str = scope["method"]
-            if method == "OPTIONS" and first_header(scope, b"access-control-request-method"):
-                await self.app(scope, receive, send)
-                return
-        elif scope_type == "websocket":
-            method = "GET"
-        else:
+        method = checked_method(scope)
+        if method is None:  # lifespan, CORS preflight
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
