@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 
-from .._asgi import ASGIApp, Message, Receive, Scope, Send, get_state, latin1_header
+from .._asgi import ASGIApp, Message, Receive, Scope, Send, first_header, get_state, latin1_header
 
 _request_id: ContextVar[str | None] = ContextVar("agentos_mw_request_id", default=None)
 
@@ -107,19 +107,17 @@ class RequestIDMiddleware:
             raise ValueError("generator must return a non-empty, header-safe latin-1 string")
 
     def _incoming(self, scope: Scope) -> str | None:
-        for key, value in scope.get("headers") or ():
-            if key == self._header:
-                if self.validator is None:
-                    if _DEFAULT_ID.fullmatch(value) is not None:
-                        return bytes(value).decode("ascii")
-                    return None
-                text = bytes(value).decode("latin-1")
-                try:
-                    ok = self.validator(text)
-                except Exception:  # a buggy validator must not turn bad input into a 500
-                    return None
-                return text if ok and text and latin1_header(text) is not None else None
-        return None
+        value = first_header(scope, self._header)
+        if value is None:
+            return None
+        if self.validator is None:
+            return value.decode("ascii") if _DEFAULT_ID.fullmatch(value) is not None else None
+        text = value.decode("latin-1")
+        try:
+            ok = self.validator(text)
+        except Exception:  # a buggy validator must not turn bad input into a 500
+            return None
+        return text if ok and text and latin1_header(text) is not None else None
 
     def _generate(self) -> str:
         value = self.generator()
