@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 
@@ -30,6 +30,9 @@ from .jwks_url import RemoteJWKS
 from .keys import Key, KeyRing, load_jwks_file, load_key, normalize_algorithms
 from .tokens import SAFE_METHODS, CSRFGuard, TokenExtractor, TokenSource
 from .verify import Verifier
+
+if TYPE_CHECKING:
+    from ..rbac import RBACMiddleware
 
 logger = logging.getLogger("agentos_mw.auth")
 
@@ -211,11 +214,12 @@ class JWTMiddleware:
             "invalid_request": [(b"www-authenticate", challenge + b', error="invalid_request"')],
         }
 
-        self._protected_app: ASGIApp = app
+        self._rbac: RBACMiddleware | None = None
         if self.authorization:
             from ..rbac import RBACMiddleware  # imported here so JWT works without RBAC
 
-            self._protected_app = RBACMiddleware(
+            # called inline (authorize/deny) after authentication, not awaited as a layer
+            self._rbac = RBACMiddleware(
                 app,
                 scope_mappings=scope_mappings,
                 admin_scope=self.admin_scope,
@@ -276,7 +280,13 @@ class JWTMiddleware:
             self._mapper.anonymous(scope, get_state(scope))
             await self.app(scope, receive, send)
             return
-        await self._protected_app(scope, receive, send)
+        rbac = self._rbac
+        if rbac is not None:
+            decision = rbac.authorize(scope, method, path)
+            if decision is not None and not decision.allowed:
+                await rbac.deny(scope, send, method, decision)
+                return
+        await self.app(scope, receive, send)
 
     async def _authenticate(self, scope: Scope, token: bytes, now: float) -> Identity:
         if self._audience_from_app:

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from .._asgi import ASGIApp, Receive, Scope, Send, checked_method, get_state, send_error
 from ..paths import PathSet, route_path
 from .grammar import granted_scopes
-from .policy import DEFAULT_LISTING_RESOURCES, RBACPolicy
+from .policy import DEFAULT_LISTING_RESOURCES, Decision, RBACPolicy
 
 logger = logging.getLogger("agentos_mw.rbac")
 
@@ -97,10 +97,22 @@ class RBACMiddleware:
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
-        if self._has_excluded and self._excluded.matches(method, path):
+        decision = self.authorize(scope, method, path)
+        if decision is None or decision.allowed:
             await self.app(scope, receive, send)
             return
+        await self.deny(scope, send, method, decision)
 
+    def authorize(self, scope: Scope, method: str, path: str) -> Decision | None:
+        """Decide ``method`` on route ``path`` and fill ``request.state``; ``None`` for an
+        excluded path (passes untouched). The caller answers a refusal with :meth:`deny`.
+
+        ``JWTMiddleware(authorization=True)`` calls this inline after authenticating (it has
+        the checked method and route path already) rather than awaiting a wrapped
+        ``RBACMiddleware``: one coroutine layer and a repeated preamble fewer per request.
+        """
+        if self._has_excluded and self._excluded.matches(method, path):
+            return None
         granted = caller_scopes(scope)
         if self._prefix:
             prefix = self._prefix
@@ -115,11 +127,12 @@ class RBACMiddleware:
         state["admin_scope"] = self.admin_scope
         state["admin_scopes"] = self.policy.admin_scopes
         state["required_scopes"] = list(decision.required_scopes)
-        if decision.allowed:
-            if decision.accessible_ids is not None:
-                state["accessible_resource_ids"] = set(decision.accessible_ids)
-            await self.app(scope, receive, send)
-            return
+        if decision.allowed and decision.accessible_ids is not None:
+            state["accessible_resource_ids"] = set(decision.accessible_ids)
+        return decision
+
+    async def deny(self, scope: Scope, send: Send, method: str, decision: Decision) -> None:
+        """Answer a refused :meth:`authorize` decision (401 or 403, fixed message)."""
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("denied %s on %s (status %d)", method, decision.key, decision.status)
         await send_error(scope, send, decision.status, decision.detail, decision.headers)
