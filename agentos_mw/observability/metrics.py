@@ -22,6 +22,7 @@ import importlib
 import os
 import time
 import weakref
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -38,6 +39,9 @@ _CHILDREN_MAX = 10_000
 DEFAULT_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 )  # fmt: skip
+_REQUESTS_DOC = "HTTP requests finished."
+_DURATION_DOC = "Time from request start to the last response body chunk."
+_TTFB_DOC = "Time from request start to the first response body byte."
 _INSTALL = "MetricsMiddleware needs prometheus-client: pip install 'agentos-mw[prometheus]'"
 
 # One set of collectors per (registry, prefix): Starlette may build the middleware stack more
@@ -55,39 +59,113 @@ def _prometheus() -> Any:
     return prometheus_client
 
 
+class _Series:
+    """One ``(method, route, status)`` series in single-process mode: plain numbers.
+
+    Updated without a lock: the middleware runs on one event loop thread per process, and
+    nothing awaits between the reads and writes of an update. (Several event loops in threads of
+    one process sharing a registry could lose an increment now and then; prometheus-client's own
+    metrics, used in multiprocess mode, lock every update.)
+    """
+
+    __slots__ = ("count", "created", "duration", "duration_sum", "ttfb", "ttfb_sum")
+
+    def __init__(self, size: int) -> None:
+        self.count = 0
+        self.created = time.time()
+        self.duration = [0] * size  # per bucket (not cumulative), +Inf last
+        self.duration_sum = 0.0
+        self.ttfb = [0] * size
+        self.ttfb_sum = 0.0
+
+
+class _LocalCollector:
+    """Exposes the :class:`_Series` as prometheus-client metric families at scrape time, with
+    the samples prometheus-client's ``Counter``/``Histogram`` would give (``_created`` too)."""
+
+    def __init__(
+        self, prefix: str, buckets: tuple[float, ...], series: dict[tuple[str, str, str], _Series]
+    ) -> None:
+        self._core = importlib.import_module("prometheus_client.metrics_core")
+        self._metrics = importlib.import_module("prometheus_client.metrics")
+        self._samples = importlib.import_module("prometheus_client.samples")
+        go = importlib.import_module("prometheus_client.utils").floatToGoString
+        self._le = (*(go(b) for b in buckets), "+Inf")
+        self._series = series
+        self._families = (
+            (f"{prefix}_requests", _REQUESTS_DOC, "counter"),
+            (f"{prefix}_request_duration_seconds", _DURATION_DOC, "histogram"),
+            (f"{prefix}_time_to_first_byte_seconds", _TTFB_DOC, "histogram"),
+        )
+
+    def describe(self) -> list[Any]:
+        return [self._core.Metric(name, doc, kind) for name, doc, kind in self._families]
+
+    def collect(self) -> list[Any]:
+        sample = self._samples.Sample
+        created = self._metrics._use_created
+        requests, duration, ttfb = self.describe()
+        for (method, route, status), series in list(self._series.items()):
+            labels = {"method": method, "route": route, "status": status}
+            requests.samples.append(sample(requests.name + "_total", labels, float(series.count)))
+            if created:
+                requests.samples.append(sample(requests.name + "_created", labels, series.created))
+            for family, counts, total in (
+                (duration, series.duration, series.duration_sum),
+                (ttfb, series.ttfb, series.ttfb_sum),
+            ):
+                name = family.name
+                acc = 0.0
+                for le, count in zip(self._le, list(counts), strict=True):
+                    acc += count
+                    family.samples.append(sample(name + "_bucket", {**labels, "le": le}, acc))
+                family.samples.append(sample(name + "_count", labels, acc))
+                family.samples.append(sample(name + "_sum", labels, total))
+                if created:
+                    family.samples.append(sample(name + "_created", labels, series.created))
+        return [requests, duration, ttfb]
+
+
 class _Collectors:
     def __init__(self, pc: Any, registry: Any, prefix: str, buckets: tuple[float, ...]) -> None:
         labels = ("method", "route", "status")
-        self.requests = pc.Counter(
-            f"{prefix}_requests_total", "HTTP requests finished.", labels, registry=registry
-        )
-        self.duration = pc.Histogram(
-            f"{prefix}_request_duration_seconds",
-            "Time from request start to the last response body chunk.",
-            labels,
-            buckets=buckets,
-            registry=registry,
-        )
-        self.ttfb = pc.Histogram(
-            f"{prefix}_time_to_first_byte_seconds",
-            "Time from request start to the first response body byte.",
-            labels,
-            buckets=buckets,
-            registry=registry,
-        )
+        values = importlib.import_module("prometheus_client.values")
+        #: Single process: requests and timings are counted in plain :class:`_Series` read by
+        #: :class:`_LocalCollector` at scrape time (no lock, no per-bucket loop per request);
+        #: the gauge reads the length of ``in_flight`` (atomic append/pop, an order of magnitude
+        #: cheaper than the gauge's locked ``inc``/``dec``). Multiprocess mode keeps
+        #: prometheus-client's metrics throughout: the values must reach the shared files.
+        self.local: dict[tuple[str, str, str], _Series] | None = None
+        self.in_flight: list[None] | None = None
+        self.buckets = buckets
+        if values.ValueClass is values.MutexValue:
+            self.local = {}
+            registry.register(_LocalCollector(prefix, buckets, self.local))
+        else:
+            self.requests = pc.Counter(
+                f"{prefix}_requests_total", _REQUESTS_DOC, labels, registry=registry
+            )
+            self.duration = pc.Histogram(
+                f"{prefix}_request_duration_seconds",
+                _DURATION_DOC,
+                labels,
+                buckets=buckets,
+                registry=registry,
+            )
+            self.ttfb = pc.Histogram(
+                f"{prefix}_time_to_first_byte_seconds",
+                _TTFB_DOC,
+                labels,
+                buckets=buckets,
+                registry=registry,
+            )
         self.in_progress = pc.Gauge(
             f"{prefix}_requests_in_progress",
             "HTTP requests being handled.",
             registry=registry,
             multiprocess_mode="livesum",
         )
-        #: In one process the gauge reads the length of this list at scrape time: appending and
-        #: popping are atomic list operations, an order of magnitude cheaper per request than the
-        #: gauge's locked ``inc``/``dec``. Multiprocess mode keeps ``inc``/``dec`` (the value
-        #: must reach the shared files).
-        self.in_flight: list[None] | None = None
-        values = importlib.import_module("prometheus_client.values")
-        if values.ValueClass is values.MutexValue:
+        if self.local is not None:
             in_flight: list[None] = []
             self.in_progress.set_function(lambda: len(in_flight))
             self.in_flight = in_flight
@@ -167,6 +245,8 @@ class MetricsMiddleware:
         self._m = _get_collectors(pc, registry, prefix, bucket_tuple)
         self._in_progress = self._m.in_progress
         self._in_flight: list[None] | None = self._m.in_flight
+        self._local: dict[tuple[str, str, str], _Series] | None = self._m.local
+        self._bounds = bucket_tuple
         self._route = RouteLabeler(routes, unmatched=unmatched_label)
         self.path = path.rstrip("/") or "/" if path else None
         self._metrics_app = metrics_app(registry) if path else None
@@ -174,6 +254,11 @@ class MetricsMiddleware:
         self._exclude: PathSet | None = exclude if len(exclude) else None
         self.disconnect_status = str(disconnect_status)
         self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+
+    def _new_series(self, key: tuple[str, str, str]) -> _Series:
+        assert self._local is not None
+        series = self._local[key] = _Series(len(self._bounds) + 1)
+        return series
 
     def _series(self, method: str, route: str, status: str) -> tuple[Any, Any, Any]:
         key = (method, route, status)
@@ -262,7 +347,22 @@ class MetricsMiddleware:
                 label = self.disconnect_status
             else:
                 label = _STATUS.get(status // 100) or ("other" if status else "5xx")
-            total, duration, ttfb = self._series(method, self._route(scope, root_path), label)
-            total.inc()
-            duration.observe((end or now) - start)
-            ttfb.observe((first or now) - start)
+            route = self._route(scope, root_path)
+            elapsed = (end or now) - start
+            to_first = (first or now) - start
+            local = self._local
+            if local is not None:
+                key = (method, route, label)
+                series = local.get(key)
+                if series is None:
+                    series = self._new_series(key)
+                series.count += 1
+                series.duration[bisect_left(self._bounds, elapsed)] += 1
+                series.duration_sum += elapsed
+                series.ttfb[bisect_left(self._bounds, to_first)] += 1
+                series.ttfb_sum += to_first
+            else:
+                total, duration, ttfb = self._series(method, route, label)
+                total.inc()
+                duration.observe(elapsed)
+                ttfb.observe(to_first)
