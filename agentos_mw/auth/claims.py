@@ -85,6 +85,7 @@ class Identity:
         "dependencies",
         "expires_at",
         "fixed",
+        "granted",
         "scopes",
         "session_state",
         "user",
@@ -107,6 +108,8 @@ class Identity:
         self.expires_at = expires_at
         self.user = JWTUser(fixed["user_id"], MappingProxyType(claims), scopes)
         self.auth = AuthCredentials(scopes)
+        #: The scope set RBAC checks (rbac.grammar.granted_scopes), filled on first use.
+        self.granted: frozenset[str] | None = None
 
     def inject(self, scope: Any, state: dict[str, Any]) -> None:
         """Fill ``request.state``; mutable values are copies so an endpoint cannot change the

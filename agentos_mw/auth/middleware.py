@@ -33,6 +33,7 @@ from .verify import Verifier
 
 if TYPE_CHECKING:
     from ..rbac import RBACMiddleware
+    from ..rbac.policy import Decision
 
 logger = logging.getLogger("agentos_mw.auth")
 
@@ -217,6 +218,9 @@ class JWTMiddleware:
         self._rbac: RBACMiddleware | None = None
         if self.authorization:
             from ..rbac import RBACMiddleware  # imported here so JWT works without RBAC
+            from ..rbac.grammar import granted_scopes
+
+            self._granted_scopes = granted_scopes
 
             # called inline (authorize/deny) after authentication, not awaited as a layer
             self._rbac = RBACMiddleware(
@@ -245,6 +249,8 @@ class JWTMiddleware:
             await self.app(scope, receive, send)
             return
 
+        rbac = self._rbac
+        decision: Decision | None = None
         try:
             token, from_cookie = self._extractor.extract(scope)
             if token is not None:
@@ -271,6 +277,14 @@ class JWTMiddleware:
                         result = await result
                     if result is False:
                         raise errors.invalid()
+                if rbac is not None:
+                    if self._on_auth is None:  # the state holds the identity's scopes as is
+                        granted = identity.granted
+                        if granted is None:
+                            granted = identity.granted = self._granted_scopes(identity.scopes)
+                        decision = rbac.apply(state, method, path, granted)
+                    else:  # the hook may have changed them: read them back as RBAC does
+                        decision = rbac.authorize(scope, method, path)
             elif not (self._has_optional and self._optional.matches(method, path)):
                 raise AuthError(401, self._extractor.missing_detail, None)
         except AuthError as exc:
@@ -280,12 +294,9 @@ class JWTMiddleware:
             self._mapper.anonymous(scope, get_state(scope))
             await self.app(scope, receive, send)
             return
-        rbac = self._rbac
-        if rbac is not None:
-            decision = rbac.authorize(scope, method, path)
-            if decision is not None and not decision.allowed:
-                await rbac.deny(scope, send, method, decision)
-                return
+        if rbac is not None and decision is not None and not decision.allowed:
+            await rbac.deny(scope, send, method, decision)
+            return
         await self.app(scope, receive, send)
 
     async def _authenticate(self, scope: Scope, token: bytes, now: float) -> Identity:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from .._asgi import ASGIApp, Receive, Scope, Send, checked_method, get_state, send_error
 from ..paths import PathSet, route_path
@@ -113,7 +114,13 @@ class RBACMiddleware:
         """
         if self._has_excluded and self._excluded.matches(method, path):
             return None
-        granted = caller_scopes(scope)
+        return self.apply(get_state(scope), method, path, caller_scopes(scope))
+
+    def apply(
+        self, state: dict[str, Any], method: str, path: str, granted: frozenset[str] | None
+    ) -> Decision:
+        """:meth:`authorize` for a caller whose ``granted`` scopes are already known (what
+        :func:`caller_scopes` would read from the scope) and whose state is ``state``."""
         if self._prefix:
             prefix = self._prefix
             if path == prefix or path.startswith(prefix + "/"):
@@ -122,7 +129,6 @@ class RBACMiddleware:
                 decision = self.policy.decide_unmapped(granted)
         else:
             decision = self.policy.decide(method, path, granted)
-        state = get_state(scope)
         state["authorization_enabled"] = True
         state["admin_scope"] = self.admin_scope
         state["admin_scopes"] = self.policy.admin_scopes
