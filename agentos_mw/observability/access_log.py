@@ -207,7 +207,7 @@ class AccessLogMiddleware:
             raise
         finally:
             if self.logger.isEnabledFor(self.level if error is None else self.error_level):
-                now = _perf()
+                now = end if end and first else _perf()  # read only when one is missing
                 try:  # noqa: SIM105 - cheaper than contextlib.suppress on every request
                     self._log(
                         scope,

@@ -339,7 +339,7 @@ class MetricsMiddleware:
                 in_flight.pop()
             else:
                 self._in_progress.dec()
-            now = _perf()
+            now = end if end and first else _perf()  # a clock read only when one is missing
             method = scope.get("method") or "GET"
             if method not in _METHODS:
                 method = "other"

@@ -98,6 +98,9 @@ def route_template(scope: Scope, root_path: str) -> str | None:
     """
     route = scope.get("route")
     final_root: str = scope.get("root_path") or ""
+    if route is not None and final_root == root_path:  # the common case: no mount on the way
+        fmt = getattr(route, "path_format", None)
+        return fmt if isinstance(fmt, str) else None
     extra = final_root[len(root_path) :] if final_root.startswith(root_path) else ""
     if route is None:
         endpoint = scope.get("endpoint")
