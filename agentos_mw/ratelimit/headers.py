@@ -46,6 +46,14 @@ def response_headers(
     reset_us = decision.reset_us
     reset = -(-reset_us // US) if reset_us > 0 else 0
     remaining = decision.remaining if decision.remaining > 0 else 0
+    if ietf and legacy:  # the default: one list, built at once
+        return [
+            (b"ratelimit-policy", policy),
+            (b"ratelimit", b"%s%d;t=%d" % (limit.ietf_prefix, remaining, reset)),
+            (b"x-ratelimit-limit", limit.amount_bytes),
+            (b"x-ratelimit-remaining", b"%d" % remaining),
+            (b"x-ratelimit-reset", b"%d" % reset),
+        ]
     out: list[tuple[bytes, bytes]] = []
     if ietf:
         out += [

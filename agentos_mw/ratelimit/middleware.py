@@ -18,7 +18,6 @@ from .._asgi import (
     Receive,
     Scope,
     Send,
-    add_response_headers,
     send_error,
 )
 from ..paths import PathSet, RouteTable, route_path
@@ -199,8 +198,11 @@ def _with_headers(send: Send, decision: Decision, policy: bytes, mw: RateLimitMi
     legacy = mw._legacy
 
     async def send_with_headers(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            add_response_headers(message, response_headers(decision, policy, ietf, legacy))
+        if message["type"] == "http.response.start":  # add_response_headers, inlined
+            message["headers"] = [
+                *message.get("headers", ()),
+                *response_headers(decision, policy, ietf, legacy),
+            ]
         await send(message)
 
     return send_with_headers
