@@ -36,7 +36,7 @@ from .logformat import (
     redact_query,
 )
 from .records import make_record
-from .route import RouteLabeler
+from .route import RouteLabeler, route_template
 
 ACCESS_LOGGER = "agentos_mw.access"
 _LOGGED_FLAG = "__agentos_mw_logged__"
@@ -119,6 +119,7 @@ class AccessLogMiddleware:
         self._exclude: PathSet | None = exclude if len(exclude) else None
         self._client_ip = ClientIPResolver(trusted_proxies)
         self._route = RouteLabeler(routes)
+        self._route_patterns = self._route.has_patterns
         self._timing = bool(server_timing) or bool(process_time_header)
         self.server_timing = bool(server_timing)
         self.process_time_header = bool(process_time_header)
@@ -299,7 +300,9 @@ class AccessLogMiddleware:
             "query": redact_query(query, self._redact_query, limit)
             if query and self.log_query
             else "",
-            "route": self._route.lookup(scope, root_path),
+            "route": self._route.lookup(scope, root_path)
+            if self._route_patterns
+            else route_template(scope, root_path),
             "status": status,
             "bytes": sent,
             # µs resolution, cheaper than round()

@@ -28,7 +28,7 @@ from typing import Any
 
 from .._asgi import ASGIApp, Message, Receive, Scope, Send, on_response_start
 from ..paths import PathSet, route_path
-from .route import RouteLabeler
+from .route import RouteLabeler, route_template
 
 _perf = time.perf_counter
 _METHODS = frozenset(
@@ -248,6 +248,8 @@ class MetricsMiddleware:
         self._local: dict[tuple[str, str, str], _Series] | None = self._m.local
         self._bounds = bucket_tuple
         self._route = RouteLabeler(routes, unmatched=unmatched_label)
+        self._route_patterns = self._route.has_patterns
+        self._unmatched = self._route.unmatched
         self.path = path.rstrip("/") or "/" if path else None
         self._metrics_app = metrics_app(registry) if path else None
         exclude = PathSet(exclude_paths)
@@ -347,7 +349,11 @@ class MetricsMiddleware:
                 label = self.disconnect_status
             else:
                 label = _STATUS.get(status // 100) or ("other" if status else "5xx")
-            route = self._route(scope, root_path)
+            if self._route_patterns:
+                route = self._route(scope, root_path)
+            else:  # RouteLabeler without patterns, one call instead of three
+                template = route_template(scope, root_path)
+                route = self._unmatched if template is None else template
             elapsed = (end or now) - start
             to_first = (first or now) - start
             local = self._local

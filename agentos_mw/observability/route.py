@@ -140,6 +140,12 @@ class RouteLabeler:
         )
         self.unmatched = unmatched
 
+    @property
+    def has_patterns(self) -> bool:
+        """False when :meth:`lookup` is exactly :func:`route_template` (no ``routes`` given):
+        callers on the hot path then call that directly."""
+        return self._table is not None
+
     def lookup(self, scope: Scope, root_path: str) -> str | None:
         """The template, or None for an unmatched request."""
         template = route_template(scope, root_path)
