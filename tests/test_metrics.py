@@ -294,3 +294,49 @@ async def test_fastapi_routers_and_mounts_give_templates() -> None:
         "/docs",
         "/openapi.json",
     }
+
+
+async def test_histograms_expose_what_prometheus_client_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Single-process series are plain numbers exposed at scrape time: bucket placement (a value
+    equal to a bound counts in that bucket), cumulative counts, sums and sample names must be
+    those of prometheus-client's own Histogram fed the same observations."""
+    from prometheus_client import Histogram
+
+    from agentos_mw.observability import metrics
+
+    bounds = [0.1, 0.5, 1.0]
+    observed = [0.05, 0.1, 0.3, 0.5, 1.0, 2.0]
+    registry = CollectorRegistry()
+    mw = MetricsMiddleware(app(), registry=registry, buckets=bounds)
+    reference_registry = CollectorRegistry()
+    reference = Histogram("ref", "reference", buckets=bounds, registry=reference_registry)
+    for elapsed in observed:
+        # the start reads 0; every later reading (first byte, last chunk) reads ``elapsed``
+        readings = iter([0.0])
+        monkeypatch.setattr(metrics, "_perf", lambda r=readings, e=elapsed: next(r, e))
+        await call(mw, http_scope(path="/agents/a1"))
+        reference.observe(elapsed)
+
+    labels = {"method": "GET", "route": "/agents/{agent_id}", "status": "2xx"}
+
+    def samples(reg: CollectorRegistry, name: str, drop: set[str]) -> list[tuple[str, Any, float]]:
+        return [
+            (
+                s.name.replace(name, "X"),
+                {k: v for k, v in s.labels.items() if k not in drop},
+                s.value,
+            )
+            for metric in reg.collect()
+            for s in metric.samples
+            if s.name.startswith(name) and not s.name.endswith("_created")
+        ]
+
+    expected = samples(reference_registry, "ref", set())
+    for name in ("http_request_duration_seconds", "http_time_to_first_byte_seconds"):
+        got = samples(registry, name, set(labels))
+        assert [(n, lab) for n, lab, _ in got] == [(n, lab) for n, lab, _ in expected]
+        assert [v for _, _, v in got] == pytest.approx([v for _, _, v in expected])
+        assert registry.get_sample_value(f"{name}_created", labels) is not None
+    assert value(registry, "http_requests_total", **labels) == len(observed)
