@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from .._asgi import ASGIApp, Message, Receive, Scope, Send, get_state
+from .._asgi import ASGIApp, Message, Receive, Scope, Send
 from ..clientip import ClientIPResolver
 from ..paths import PathSet, route_path
 from .logformat import (
@@ -134,7 +134,8 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         start = _perf()
-        get_state(scope)  # created here so that inner middlewares share one state dict
+        if scope.get("state") is None:  # created here so inner middlewares share one state dict
+            scope["state"] = {}
         root_path: str = scope.get("root_path") or ""
         status = 0
         sent = 0

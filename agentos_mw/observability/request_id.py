@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 
-from .._asgi import ASGIApp, Message, Receive, Scope, Send, first_header, get_state, latin1_header
+from .._asgi import ASGIApp, Message, Receive, Scope, Send, first_header, latin1_header
 
 _request_id: ContextVar[str | None] = ContextVar("agentos_mw_request_id", default=None)
 
@@ -132,8 +132,13 @@ class RequestIDMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        request_id = (self._incoming(scope) if self.trust_incoming else None) or self._generate()
-        get_state(scope)["request_id"] = request_id
+        request_id = self._incoming(scope) if self.trust_incoming else None
+        if not request_id:
+            request_id = uuid4_hex() if self.generator is uuid4_hex else self._generate()
+        state = scope.get("state")  # get_state(), inlined
+        if state is None:
+            state = scope["state"] = {}
+        state["request_id"] = request_id
         token = _request_id.set(request_id)
         try:
             if not self.response_header:
