@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     sections.append(f"Total benchmark time: {elapsed:.0f} s.")
     args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / f"{mode}.md"
+    # A subset never overwrites the complete results file.
+    suffix = "" if args.only is None else "-" + "-".join(names)
+    target = args.out / f"{mode}{suffix}.md"
     target.write_text("\n".join(sections) + "\n", encoding="utf-8")
     print(f"written to {target}")
     if failures:

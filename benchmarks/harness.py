@@ -127,8 +127,12 @@ def compare(
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            for _ in range(rounds):
-                for name, (app, scope) in cases.items():
+            order = list(cases.items())
+            for round_index in range(rounds):
+                # Rotate the order each round: a case measured later in a round reads slightly
+                # faster (warm caches), and no case should always get that position.
+                shift = round_index % len(order)
+                for name, (app, scope) in order[shift:] + order[:shift]:
                     elapsed = loop.run_until_complete(_run_batch(app, scope, batch))
                     samples[name].append(elapsed / batch * 1e6)
                 gc.collect()
