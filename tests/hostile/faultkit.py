@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 
 def free_port() -> int:
@@ -77,21 +77,22 @@ def private_redis() -> Iterator[PrivateRedis]:
         server.kill()
 
 
-class LatencyProxy:
-    """A TCP proxy on its own thread and loop: ``delay`` seconds added to every chunk each way;
-    ``dark=True`` accepts connections but forwards nothing (a stalled network)."""
+_Server = TypeVar("_Server", bound="_LoopServer")
 
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
+
+class _LoopServer:
+    """A TCP server on its own thread and event loop, stopped on exit; every connection runs as
+    a tracked task (cancelled at shutdown) through :meth:`_connection`."""
+
+    def __init__(self) -> None:
         self.port = free_port()
-        self.delay = 0.0
-        self.dark = False
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> LatencyProxy:
+    def __enter__(self: _Server) -> _Server:
         self._thread.start()
         self._ready.wait(5)
         return self
@@ -105,77 +106,78 @@ class LatencyProxy:
         self._loop.run_until_complete(self._main())
         self._loop.close()
 
+    def _track(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
     async def _main(self) -> None:
         self._stop = asyncio.Event()
-        tasks: set[asyncio.Task[None]] = set()
-
-        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while data := await reader.read(65536):
-                    while self.dark:
-                        await asyncio.sleep(0.01)
-                    if self.delay:
-                        await asyncio.sleep(self.delay)
-                    writer.write(data)
-                    await writer.drain()
-            except (OSError, asyncio.CancelledError):
-                pass
-            finally:
-                writer.close()
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-            except OSError:
-                writer.close()
-                return
-            for coro in (pipe(reader, up_writer), pipe(up_reader, writer)):
-                task = asyncio.ensure_future(coro)
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+            self._track(self._connection(reader, writer))
 
         server = await asyncio.start_server(handle, "127.0.0.1", self.port)
         self._ready.set()
         await self._stop.wait()
         server.close()
-        for task in list(tasks):
+        for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-class IdP:
+class LatencyProxy(_LoopServer):
+    """A TCP proxy on its own thread and loop: ``delay`` seconds added to every chunk each way;
+    ``dark=True`` accepts connections but forwards nothing (a stalled network)."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__()
+        self.target_port = target_port
+        self.delay = 0.0
+        self.dark = False
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                while self.dark:
+                    await asyncio.sleep(0.01)
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._track(self._pipe(reader, up_writer))
+        self._track(self._pipe(up_reader, writer))
+
+
+class IdP(_LoopServer):
     """A raw HTTP/1.1 JWKS endpoint on its own thread. ``mode``: ``ok`` (serve ``keys``),
     ``status`` (HTTP 500), ``garbage`` (``body`` as is), ``slow`` (``delay`` then ok),
     ``drip`` (headers, then one byte every ``delay`` seconds), ``reset`` (close at once)."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.url = f"http://127.0.0.1:{self.port}/jwks.json"
         self.keys: list[dict[str, Any]] = []
         self.mode = "ok"
         self.body = b""
         self.delay = 0.0
         self.hits = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> IdP:
-        self._thread.start()
-        self._ready.wait(5)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        self._loop.run_until_complete(self._main())
-        self._loop.close()
-
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await reader.readuntil(b"\r\n\r\n")
             self.hits += 1
@@ -205,24 +207,3 @@ class IdP:
             pass
         finally:
             writer.close()
-
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
-        tasks: set[asyncio.Task[None]] = set()
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            tasks.add(task)  # type: ignore[arg-type]
-            try:
-                await self._answer(reader, writer)
-            finally:
-                tasks.discard(task)  # type: ignore[arg-type]
-
-        server = await asyncio.start_server(handle, "127.0.0.1", self.port)
-        self._ready.set()
-        await self._stop.wait()
-        server.close()
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

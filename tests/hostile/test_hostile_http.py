@@ -4,7 +4,6 @@ below 500, with headers a server can send, and never lets a forged identity reac
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,8 +18,6 @@ from tests.hostile.stack import (
     Seen,
     bad_tokens,
     check_http,
-    checked_logs,
-    full_stack,
     good_token,
     rsa_token,
 )
@@ -171,19 +168,6 @@ def scopes(draw: st.DrawFn) -> tuple[dict[str, Any], bytes]:
     if draw(st.booleans()):
         scope["extensions"] = {"http.response.trailers": {}, "http.response.debug": {}}
     return scope, draw(st.binary(max_size=64))
-
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as loop:
-        yield loop
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[tuple[Any, Seen, CheckingHandler]]:
-    with checked_logs() as handler:
-        app, seen, _ = full_stack()
-        yield app, seen, handler
 
 
 def run_one(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,8 +28,6 @@ from tests.hostile.stack import (
     Seen,
     bad_tokens,
     check_websocket,
-    checked_logs,
-    full_stack,
     good_token,
     make_app,
     stack_options,
@@ -39,19 +37,6 @@ from tests.hostile.test_hostile_http import client, header, path_text
 
 BAD = bad_tokens()
 TOKENS = [good_token("alice"), good_token("bob", ["agents:read"]), *BAD.values()]
-
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as loop:
-        yield loop
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[tuple[Any, Seen, CheckingHandler]]:
-    with checked_logs() as handler:
-        app, seen, _ = full_stack()
-        yield app, seen, handler
 
 
 def ws_scope(
