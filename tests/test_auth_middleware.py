@@ -45,6 +45,34 @@ async def test_state_keys_match_the_design_contract() -> None:
 
 
 @pytest.mark.anyio
+async def test_an_endpoint_mutating_nested_state_cannot_change_the_next_request() -> None:
+    """The verified token is cached: what one request does to its state (an agent updating
+    ``session_state``, say) must not reach the next request made with the same token."""
+    mw, app = make(dependencies_claims=["tenant"], session_state_claims=["prefs"])
+    token = mint(
+        claims(
+            aud=["os-1", "os-2"],
+            tenant={"id": "acme", "plans": ["pro"]},
+            prefs={"lang": "en", "tags": ["a"]},
+        )
+    )
+    await call(mw, http_scope("GET", "/agents", bearer(token)))
+    first = app.state
+    first["session_state"]["prefs"]["lang"] = "fr"
+    first["session_state"]["prefs"]["tags"].append("injected")
+    first["dependencies"]["tenant"]["plans"].append("enterprise")
+    first["claims"]["prefs"]["lang"] = "de"
+    first["audience"].append("evil")
+    await call(mw, http_scope("GET", "/agents", bearer(token)))
+    second = app.state
+    assert second is not first
+    assert second["session_state"] == {"prefs": {"lang": "en", "tags": ["a"]}}
+    assert second["dependencies"] == {"tenant": {"id": "acme", "plans": ["pro"]}}
+    assert second["claims"]["prefs"] == {"lang": "en", "tags": ["a"]}
+    assert second["audience"] == ["os-1", "os-2"]
+
+
+@pytest.mark.anyio
 async def test_existing_state_is_kept() -> None:
     mw, app = make()
     scope = http_scope("GET", "/x", bearer(mint()), state={"request_id": "r-1"})

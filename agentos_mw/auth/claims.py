@@ -51,7 +51,9 @@ def scopes_from(value: Any) -> list[str]:
 
 
 class JWTUser(BaseUser):
-    """``request.user`` for a verified token; ``claims`` is a read-only view."""
+    """``request.user`` for a verified token; ``claims`` is a read-only view of the cached
+    claims (nested values included: do not mutate them; ``request.state.claims`` is the
+    request's own copy)."""
 
     __slots__ = ("claims", "scopes", "user_id")
 
@@ -80,12 +82,14 @@ class Identity:
     """Everything a verified token puts on a request, built once per token and cached."""
 
     __slots__ = (
+        "audience_is_container",
         "auth",
         "claims",
         "dependencies",
         "expires_at",
         "fixed",
         "granted",
+        "nested",
         "scopes",
         "session_state",
         "user",
@@ -110,17 +114,66 @@ class Identity:
         self.auth = AuthCredentials(scopes)
         #: The scope set RBAC checks (rbac.grammar.granted_scopes), filled on first use.
         self.granted: frozenset[str] | None = None
+        #: The containers inside each state value, to copy per request (precomputed per token).
+        self.nested = (
+            _containers(claims),
+            _containers(dependencies),
+            _containers(session_state),
+        )
+        audience = fixed["audience"]
+        self.audience_is_container = type(audience) is list or type(audience) is dict
 
     def inject(self, scope: Any, state: dict[str, Any]) -> None:
-        """Fill ``request.state``; mutable values are copies so an endpoint cannot change the
-        cached identity."""
+        """Fill ``request.state``; mutable values are copies, nested ones included, so an
+        endpoint (or an agent updating ``session_state``) cannot change the cached identity
+        that later requests with the same token receive."""
         state.update(self.fixed)
-        state["claims"] = self.claims.copy()
         state["scopes"] = self.scopes.copy()
-        state["dependencies"] = self.dependencies.copy()
-        state["session_state"] = self.session_state.copy()
+        nested = self.nested
+        state["claims"] = _copy(self.claims, nested[0])
+        state["dependencies"] = _copy(self.dependencies, nested[1])
+        state["session_state"] = _copy(self.session_state, nested[2])
+        if self.audience_is_container:
+            state["audience"] = _json_copy(self.fixed["audience"])
         scope["user"] = self.user
         scope["auth"] = self.auth
+
+
+Containers = tuple[tuple[Any, Any, bool], ...]
+
+
+def _containers(values: dict[str, Any] | list[Any]) -> Containers:
+    """``(key, value, flat)`` for each dict or list directly inside ``values``; ``flat`` when
+    the container holds no further containers (a plain ``copy()`` is then a full copy)."""
+    items = values.items() if type(values) is dict else enumerate(values)
+    found = []
+    for key, value in items:
+        kind = type(value)
+        if kind is dict or kind is list:
+            inner = value.values() if kind is dict else value
+            flat = not any(type(item) is dict or type(item) is list for item in inner)
+            found.append((key, value, flat))
+    return tuple(found)
+
+
+def _copy(values: Any, containers: Containers) -> Any:
+    """A copy of ``values`` that shares no dict or list with it (scalars are immutable)."""
+    out = values.copy()
+    for key, value, flat in containers:
+        out[key] = value.copy() if flat else _json_copy(value)
+    return out
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of decoded JSON (dicts, lists and immutable scalars), much cheaper than
+    ``copy.deepcopy``: scalars are shared, only containers are rebuilt."""
+    out = value.copy()
+    items = value.items() if type(value) is dict else enumerate(value)
+    for key, item in items:
+        kind = type(item)
+        if kind is dict or kind is list:
+            out[key] = _json_copy(item)
+    return out
 
 
 class ClaimMapper:
