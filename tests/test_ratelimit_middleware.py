@@ -269,6 +269,55 @@ async def test_spoofed_forwarded_for_from_an_untrusted_peer_does_not_change_the_
     ).status == 429
 
 
+@pytest.mark.anyio
+async def test_ipv6_clients_share_one_budget_per_64_network() -> None:
+    """A single IPv6 client usually owns a whole /64: fresh addresses must not mean fresh budgets."""
+    app = RateLimitMiddleware(ok, requests_per_minute=2)
+    same_64 = ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:DB8:1:2:0:0:0:9"]
+    assert [(await call(app, http_scope(client=(address, 1)))).status for address in same_64] == [
+        200,
+        200,
+        429,
+    ]
+    assert (await call(app, http_scope(client=("2001:db8:1:3::1", 1)))).status == 200
+
+    per_address = RateLimitMiddleware(ok, requests_per_minute=1, ipv6_prefix=128)
+    assert [
+        (await call(per_address, http_scope(client=(address, 1)))).status for address in same_64
+    ] == [200, 200, 200]
+
+
+@pytest.mark.anyio
+async def test_ipv6_prefix_applies_to_forwarded_clients_and_the_user_key_fallback() -> None:
+    app = RateLimitMiddleware(
+        ok, requests_per_minute=1, key="user", trusted_proxies=["10.0.0.0/8"], ipv6_prefix=48
+    )
+    proxy = ("10.0.0.5", 4000)
+    first = [("x-forwarded-for", "2001:db8:aa::1")]
+    same_48 = [("x-forwarded-for", "2001:db8:aa:ffff::2")]
+    other_48 = [("x-forwarded-for", "2001:db8:ab::1")]
+    assert (await call(app, http_scope(client=proxy, headers=first))).status == 200
+    assert (await call(app, http_scope(client=proxy, headers=same_48))).status == 429
+    assert (await call(app, http_scope(client=proxy, headers=other_48))).status == 200
+
+
+def test_ipv6_key_forms() -> None:
+    key = make_key_func("ip", [])
+    assert key(http_scope(client=("2001:db8::1", 1))) == "ip:2001:db8::/64"
+    assert key(http_scope(client=("::ffff:192.0.2.7", 1))) == key(
+        http_scope(client=("192.0.2.7", 1))
+    )
+    assert key(http_scope(client=("192.0.2.7", 1))) == "ip:192.0.2.7"
+    assert key(http_scope(client=("not:an:address", 1))) == "ip:not:an:address"
+    assert make_key_func("ip", [], 128)(http_scope(client=("2001:DB8::0:1", 1))) == "ip:2001:db8::1"
+    for bad in (0, 129, -1):
+        with pytest.raises(ValueError, match="ipv6_prefix"):
+            RateLimitMiddleware(ok, ipv6_prefix=bad)
+    for wrong in (True, "64", 64.0):
+        with pytest.raises(TypeError, match="ipv6_prefix"):
+            RateLimitMiddleware(ok, ipv6_prefix=wrong)  # type: ignore[arg-type]
+
+
 @settings(max_examples=250, deadline=None)
 @given(
     st.lists(

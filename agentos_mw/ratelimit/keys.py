@@ -3,11 +3,16 @@
 Keys are namespaced (``ip:``, ``user:``, ``key:``) so an IP can never collide with a user id.
 Secrets never become keys: API keys are hashed. Long keys are hashed too, so the memory per
 key stays bounded whatever a client sends.
+
+IPv6 clients are counted per network prefix (``/64`` by default): one subscriber line or one
+cloud instance usually gets a whole /64, so per-address keys would let a single client rotate
+through 2**64 fresh budgets. IPv4-mapped IPv6 addresses count as their IPv4 address.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -30,14 +35,51 @@ def bounded(key: str) -> str:
     return "h:" + _digest(key.encode("utf-8", "surrogatepass"))
 
 
-def ip_key(trusted_proxies: Iterable[str] = ()) -> KeyFunc:
-    """The client address (forwarded headers only from ``trusted_proxies``); ``None`` when the
-    server gives no peer address (e.g. a Unix socket without a trusted proxy in front)."""
+DEFAULT_IPV6_PREFIX = 64
+_PREFIX_CACHE_MAX = 4096
+
+
+def ipv6_prefix_key(address: str, prefix: int) -> str:
+    """``address`` reduced to its ``/prefix`` network when it is IPv6 (``2001:db8::/64``), the
+    IPv4 address when it is IPv4-mapped, else ``address`` unchanged."""
+    try:
+        parsed = ipaddress.IPv6Address(address.strip("[]"))
+    except ValueError:
+        return address  # not an IPv6 address (a server's odd peer text): keyed as it is
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    if prefix >= 128:
+        return str(parsed)
+    host_bits = 128 - prefix
+    network = ipaddress.IPv6Address(int(parsed) >> host_bits << host_bits)
+    return f"{network}/{prefix}"
+
+
+def ip_key(trusted_proxies: Iterable[str] = (), ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> KeyFunc:
+    """The client address (forwarded headers only from ``trusted_proxies``), IPv6 addresses
+    reduced to their ``/ipv6_prefix`` network; ``None`` when the server gives no peer address
+    (e.g. a Unix socket without a trusted proxy in front)."""
+    if isinstance(ipv6_prefix, bool) or not isinstance(ipv6_prefix, int):
+        raise TypeError("ipv6_prefix must be an int between 1 and 128")
+    if not 1 <= ipv6_prefix <= 128:
+        raise ValueError("ipv6_prefix must be between 1 and 128 (128: one key per address)")
     resolve = ClientIPResolver(trusted_proxies)
+    reduced: dict[str, str] = {}  # bounded: cleared when full
 
     def key(scope: Scope) -> str | None:
         address = resolve(scope)
-        return None if address is None else "ip:" + str(address)[:64]
+        if address is None:
+            return None
+        text = str(address)
+        if ":" in text:  # IPv6 (IPv4 peers, with or without a port, never contain one here)
+            found = reduced.get(text)
+            if found is None:
+                found = ipv6_prefix_key(text[:64], ipv6_prefix)
+                if len(reduced) >= _PREFIX_CACHE_MAX:
+                    reduced.clear()
+                reduced[text] = found
+            return "ip:" + found
+        return "ip:" + text[:64]
 
     return key
 
@@ -69,7 +111,11 @@ def api_key_key(header: str, fallback: KeyFunc) -> KeyFunc:
     return key
 
 
-def make_key_func(key: str | Callable[[Scope], Any], trusted_proxies: Iterable[str]) -> KeyFunc:
+def make_key_func(
+    key: str | Callable[[Scope], Any],
+    trusted_proxies: Iterable[str],
+    ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
+) -> KeyFunc:
     """Validate the ``key=`` option once and return the per-request key function."""
     if callable(key):
         return key
@@ -77,7 +123,7 @@ def make_key_func(key: str | Callable[[Scope], Any], trusted_proxies: Iterable[s
         raise TypeError(
             "key must be 'ip', 'user', 'api_key:<header>' or a callable (scope) -> str | None"
         )
-    by_ip = ip_key(trusted_proxies)
+    by_ip = ip_key(trusted_proxies, ipv6_prefix)
     if key == "ip":
         return by_ip
     if key == "user":

@@ -23,7 +23,7 @@ from .._asgi import (
 from ..paths import PathSet, RouteTable, route_path
 from .algorithms import Algorithm, parse_algorithm
 from .headers import policy_value, response_headers, retry_after
-from .keys import bounded, make_key_func
+from .keys import DEFAULT_IPV6_PREFIX, bounded, make_key_func
 from .limits import RateLimit, parse_limits
 from .memory import MemoryStore
 from .store import Bucket, Decision, Store, StoreError
@@ -52,8 +52,10 @@ class RateLimitMiddleware:
     ``limits`` (all enforced), ``route_limits`` (``{"POST /agents/*/runs": "10/minute"}``,
     counted in addition to ``limits``), ``exempt`` path patterns, ``key`` (``"ip"``, ``"user"``,
     ``"api_key:<header>"`` or ``(scope) -> str | None``; ``None`` means "not limited"), ``cost``
-    (``(scope) -> int``), ``algorithm``, ``store``, ``trusted_proxies``, the header switches and
-    ``on_store_error`` (``"allow"`` or ``"deny"``: what to do when the store cannot answer).
+    (``(scope) -> int``), ``algorithm``, ``store``, ``trusted_proxies``, ``ipv6_prefix`` (IPv6
+    clients are counted per ``/64`` network by default; 128 counts each address), the header
+    switches and ``on_store_error`` (``"allow"`` or ``"deny"``: what to do when the store cannot
+    answer).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class RateLimitMiddleware:
         algorithm: str | Algorithm = Algorithm.GCRA,
         store: Store | None = None,
         trusted_proxies: Iterable[str] = (),
+        ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
         headers: bool = True,
         x_headers: bool = True,
         on_store_error: str = "allow",
@@ -103,7 +106,7 @@ class RateLimitMiddleware:
             raise TypeError("exempt must be a list of path patterns, not a string")
         self._exempt = PathSet(exempt) if exempt else None
         self._user_key = callable(key)
-        self._key = make_key_func(key, trusted_proxies)
+        self._key = make_key_func(key, trusted_proxies, ipv6_prefix)
         if cost is not None and not callable(cost):
             raise TypeError("cost must be a callable (scope) -> int")
         self._cost = cost
