@@ -28,6 +28,7 @@ from .claims import ClaimMapper, Identity
 from .errors import AuthError
 from .jwks_url import RemoteJWKS
 from .keys import Key, KeyRing, load_jwks_file, load_key, normalize_algorithms
+from .session import ExpiringSession, deadline_of
 from .tokens import SAFE_METHODS, CSRFGuard, TokenExtractor, TokenSource
 from .verify import Verifier
 
@@ -70,6 +71,10 @@ class JWTMiddleware:
     * ``on_auth(claims, state)``: runs after the state is filled, sync or async, for custom
       claim mapping (``state["tenant"] = claims["org"]``). Returning ``False`` rejects the
       token (401 "Invalid token"); exceptions propagate like the app's own.
+
+    ``websocket_expiry`` (default on): a websocket session ends with its token; the first
+    client message after ``exp`` (plus ``leeway``) closes it with code 1008 (see
+    :mod:`agentos_mw.auth.session`).
     """
 
     def __init__(
@@ -110,6 +115,7 @@ class JWTMiddleware:
         on_auth: OnAuth | None = None,
         cache_size: int = 10_000,
         websocket_query_token: bool = False,
+        websocket_expiry: bool = True,
         csrf_protection: bool = True,
         trusted_origins: Sequence[str] | None = None,
         realm: str = "api",
@@ -194,6 +200,9 @@ class JWTMiddleware:
         self._extractor = TokenExtractor(
             token_source, token_header_key, cookie_name, websocket_query_token=websocket_query_token
         )
+        if not isinstance(websocket_expiry, bool):
+            raise TypeError("websocket_expiry must be a bool")
+        self._websocket_leeway = float(leeway) if websocket_expiry else None
         self._csrf = CSRFGuard(trusted_origins) if csrf_protection else None
         self._excluded = PathSet(
             DEFAULT_EXCLUDED_PATHS if excluded_route_paths is None else excluded_route_paths
@@ -251,6 +260,7 @@ class JWTMiddleware:
 
         rbac = self._rbac
         decision: Decision | None = None
+        session_deadline: float | None = None
         try:
             token, from_cookie = self._extractor.extract(scope)
             if token is not None:
@@ -271,6 +281,8 @@ class JWTMiddleware:
                 if state is None:
                     state = scope["state"] = {}
                 identity.inject(scope, state)
+                if scope_type == "websocket" and self._websocket_leeway is not None:
+                    session_deadline = deadline_of(identity.claims, self._websocket_leeway)
                 if self._on_auth is not None:
                     result = self._on_auth(state["claims"], state)
                     if inspect.isawaitable(result):
@@ -296,6 +308,10 @@ class JWTMiddleware:
             return
         if rbac is not None and decision is not None and not decision.allowed:
             await rbac.deny(scope, send, method, decision)
+            return
+        if session_deadline is not None:
+            session = ExpiringSession(receive, send, session_deadline)
+            await self.app(scope, session.receive, session.send)
             return
         await self.app(scope, receive, send)
 
