@@ -131,6 +131,13 @@ class SecurityHeadersMiddleware:
             id(t): frozenset(k for k, _ in t)
             for t in (self._plain, self._https, self._plain_no_csp, self._https_no_csp)
         }
+        # Every name this middleware may add, remove or look for: a response whose (lowercase)
+        # names include none of them, the common case, only needs ours appended.
+        self._watch = frozenset(
+            {k for k, _ in self._https}
+            | {b"content-security-policy", b"x-accel-buffering"}
+            | self._remove
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -159,6 +166,23 @@ class SecurityHeadersMiddleware:
         self, raw: Iterable[tuple[bytes, bytes]], ours: tuple[tuple[bytes, bytes], ...]
     ) -> list[tuple[bytes, bytes]]:
         headers = list(raw)
+        watch = self._watch
+        event_stream = False
+        for key, value in headers:
+            if type(key) is not bytes or not key.islower() or key in watch:
+                return self._merge_general(headers, ours)
+            if key == b"content-type":
+                event_stream = bytes(value).lower().startswith(b"text/event-stream")
+        headers.extend(ours)
+        if event_stream and self.sse_no_buffering:
+            headers.append((b"x-accel-buffering", b"no"))
+        return headers
+
+    def _merge_general(
+        self, headers: list[tuple[bytes, bytes]], ours: tuple[tuple[bytes, bytes], ...]
+    ) -> list[tuple[bytes, bytes]]:
+        """Any header list: upper-case or bytearray names, app values to keep or replace,
+        headers to remove."""
         names = [k for k, _ in headers]
         lowercase = True
         try:  # the common case: lowercase bytes names (Starlette, FastAPI, our own layers)

@@ -257,11 +257,21 @@ class PathSet:
         if isinstance(patterns, str):
             raise TypeError("patterns must be a list of strings, not a single string")
         self._table: RouteTable[bool] = RouteTable((p, True) for p in patterns)
+        #: ``path in self`` answers by path (one dict lookup per request on known paths).
+        self._answers: dict[str, bool] = {}
 
     def __contains__(self, item: Any) -> bool:
+        answer = self._answers.get(item) if type(item) is str else None
+        if answer is not None:
+            return answer
         if not isinstance(item, str):
             return False
-        return self._table.matches(item)
+        answer = self._table.matches(item)
+        if len(item) <= _CACHEABLE_PATH_LEN:  # bounded like the table's own cache
+            if len(self._answers) >= _CACHE_MAX:
+                self._answers.clear()
+            self._answers[item] = answer
+        return answer
 
     def __len__(self) -> int:
         return len(self._table)

@@ -43,6 +43,49 @@ async def test_ids_differ_per_request() -> None:
     assert len(ids) == 20
 
 
+def test_generated_ids_are_unique_uuid4_across_threads_and_batches() -> None:
+    """Ids are taken from batches of 256: many threads draining them at once over many refills
+    must still never get the same id, and every id must be a version-4 UUID."""
+    import threading
+
+    from agentos_mw.observability.request_id import uuid4_hex
+
+    per_thread, results = 5_000, []
+
+    def draw() -> None:
+        results.append([uuid4_hex() for _ in range(per_thread)])
+
+    threads = [threading.Thread(target=draw) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [rid for batch in results for rid in batch]
+    assert len(ids) == 4 * per_thread == len(set(ids))
+    assert all(UUID4_HEX.fullmatch(rid) for rid in ids)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_worker_never_repeats_its_parents_ids() -> None:
+    import os
+
+    from agentos_mw.observability.request_id import uuid4_hex
+
+    uuid4_hex()  # the parent now holds a partly used batch
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report the ids it would hand out, then leave at once
+        os.close(read)
+        os.write(write, " ".join(uuid4_hex() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    os.waitpid(pid, 0)
+    parent = {uuid4_hex() for _ in range(50)}
+    assert len(child) == 50 and child.isdisjoint(parent)
+
+
 @pytest.mark.parametrize(
     "incoming",
     [

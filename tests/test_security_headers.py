@@ -112,6 +112,45 @@ def test_no_duplicates_whatever_the_app_sends(
             assert result.header(k.decode()) == v.decode("latin-1")
 
 
+NAME_POOL = [
+    *DEFAULTS,
+    "server",
+    "x-powered-by",
+    "content-type",
+    "x-accel-buffering",
+    "strict-transport-security",
+    "x-other",
+    "123",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(NAME_POOL),
+            st.sampled_from(["lower", "title", "bytearray"]),
+            st.sampled_from([b"text/event-stream", b"Text/Event-Stream; x=1", b"v", b""]),
+        ),
+        max_size=6,
+    ),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+)
+def test_fast_path_gives_what_the_general_merge_gives(
+    headers: list[tuple[str, str, bytes]], override: bool, hide_server: bool, https: bool
+) -> None:
+    """The per-request shortcut (no name of ours present) must never change the outcome."""
+    raw: list[tuple[Any, bytes]] = []
+    for name, shape, value in headers:
+        encoded = (name.title() if shape == "title" else name).encode()
+        raw.append((bytearray(encoded) if shape == "bytearray" else encoded, value))
+    mw = SecurityHeadersMiddleware(responder([]), override=override, hide_server=hide_server)
+    ours = mw._https if https else mw._plain
+    assert mw._merge(list(raw), ours) == mw._merge_general(list(raw), ours)
+
+
 async def test_each_header_settable_and_disableable() -> None:
     mw = SecurityHeadersMiddleware(
         plain(),
