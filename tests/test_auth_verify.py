@@ -275,3 +275,43 @@ def test_any_signed_payload_is_accepted_or_rejected_cleanly(extra: dict[str, Any
         return
     result = anyio.run(call, mw, http_scope("GET", "/agents", bearer(token)))
     assert result.status in (200, 401)
+
+
+def _outcome(decode: Any, segment: bytes) -> tuple[str, Any]:
+    from jwt.exceptions import DecodeError
+
+    try:
+        return "ok", decode(segment, "payload")
+    except DecodeError as exc:
+        return "rejected", str(exc)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.binary(max_size=40)
+    | st.text(alphabet="ABCXYZabcxyz0189-_=+/!. \n\x00é", max_size=40).map(
+        lambda text: text.encode()
+    )
+)
+def test_segment_decoding_matches_pyjwt_exactly(segment: bytes) -> None:
+    """Our faster base64url segment check must accept and reject exactly what PyJWT's does
+    (non-alphabet junk, bad padding, non-canonical trailing bits)."""
+    from jwt.api_jws import PyJWS
+
+    from agentos_mw.auth.verify import decode_segment
+
+    assert _outcome(decode_segment, segment) == _outcome(PyJWS._decode_base64url_segment, segment)
+
+
+def test_segment_decoding_edge_cases_match_pyjwt() -> None:
+    from jwt.api_jws import PyJWS
+
+    from agentos_mw.auth.verify import decode_segment
+
+    cases = [b"", b"A", b"AA", b"AB", b"AAA", b"AAB", b"AAAA", b"QQ==", b"QQ=", b"QQ===", b"Q===",
+             b"QR==", b"QQ=A", b"!!!!", b"QUJD", b"QUJD\n", b"QU JD", b"QUJ+", b"QUJ/", b"====",
+             b"QUI=", b"QUI", b"QUJ"]  # fmt: skip
+    for segment in cases:
+        assert _outcome(decode_segment, segment) == _outcome(
+            PyJWS._decode_base64url_segment, segment
+        ), segment
