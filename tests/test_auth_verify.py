@@ -303,6 +303,24 @@ def test_segment_decoding_matches_pyjwt_exactly(segment: bytes) -> None:
     assert _outcome(decode_segment, segment) == _outcome(PyJWS._decode_base64url_segment, segment)
 
 
+def test_a_pyjwt_that_disagrees_keeps_its_own_segment_decoder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jwt.api_jws import PyJWS
+
+    from agentos_mw.auth import verify
+
+    assert verify._StrictJWT()._jws._decode_base64url_segment is verify.decode_segment
+
+    def stricter(segment: bytes, name: str) -> bytes:
+        if segment.endswith(b"="):
+            raise verify.DecodeError("padding not allowed")
+        return PyJWS._decode_base64url_segment(segment, name)
+
+    monkeypatch.setattr(PyJWS, "_decode_base64url_segment", staticmethod(stricter))
+    assert verify._StrictJWT()._jws._decode_base64url_segment is not verify.decode_segment
+
+
 def test_segment_decoding_edge_cases_match_pyjwt() -> None:
     from jwt.api_jws import PyJWS
 

@@ -91,6 +91,28 @@ def decode_segment(segment: bytes, name: str) -> bytes:
     return decoded
 
 
+#: Inputs on which :func:`decode_segment` must agree with the installed PyJWT before it is used.
+_SEGMENT_PROBES = (b"", b"A", b"AA", b"AB", b"AAA", b"AAB", b"QQ==", b"QQ=", b"QQ===", b"QR==",
+                   b"QQ=A", b"!!!!", b"QUJD", b"QUJ+", b"QUJ/", b"QU JD", b"QUI=", b"QUI", b"====")  # fmt: skip
+
+
+def _agrees_with_pyjwt(original: Any) -> bool:
+    """True when ``decode_segment`` gives what PyJWT's own segment decoder gives on every probe:
+    a PyJWT release that tightens its check keeps its own (slower) decoder."""
+
+    def outcome(decode: Any, segment: bytes) -> Any:
+        try:
+            return decode(segment, "probe")
+        except DecodeError as exc:
+            return ("rejected", str(exc))
+        except Exception as exc:
+            return ("error", type(exc))
+
+    return all(
+        outcome(decode_segment, probe) == outcome(original, probe) for probe in _SEGMENT_PROBES
+    )
+
+
 class _StrictJWT(jwt.PyJWT):
     """PyJWT with the payload parsed strictly (``_decode_payload`` is PyJWT's documented hook),
     HMAC key vetting done once at start-up instead of on every call, and segments decoded by
@@ -100,7 +122,8 @@ class _StrictJWT(jwt.PyJWT):
         super().__init__()
         jws = getattr(self, "_jws", None)  # if PyJWT renames it, only the speed-up is lost
         if isinstance(jws, jwt.PyJWS):
-            if hasattr(jws, "_decode_base64url_segment"):
+            original = getattr(jws, "_decode_base64url_segment", None)
+            if original is not None and _agrees_with_pyjwt(original):
                 jws._decode_base64url_segment = decode_segment  # type: ignore[method-assign]
             for name, hash_alg in (
                 ("HS256", HMACAlgorithm.SHA256),
