@@ -333,3 +333,43 @@ def test_segment_decoding_edge_cases_match_pyjwt() -> None:
         assert _outcome(decode_segment, segment) == _outcome(
             PyJWS._decode_base64url_segment, segment
         ), segment
+
+
+@pytest.mark.anyio
+async def test_token_types_restrict_the_typ_header() -> None:
+    """RFC 8725 §3.11: an ID token (typ JWT) must not pass where access tokens (at+jwt) are
+    expected, when the deployment says so."""
+    access = {"token_types": ["at+jwt"]}
+    for typ in ("at+jwt", "application/at+JWT", " AT+JWT "):
+        assert (await send(mint(headers={"typ": typ}), **access)).status == 200, typ
+    for headers in ({"typ": "JWT"}, {"typ": "dpop+jwt"}, {"typ": 7}, {}):
+        token = mint(headers=headers)
+        if not headers:  # PyJWT adds typ=JWT by default: build one without it
+            token = raw_token('{"alg":"HS256"}', payload_json())
+        result = await send(token, **access)
+        assert (result.status, result.json()) == (401, {"detail": "Invalid token"}), headers
+    # not configured: any typ (or none) is accepted, as before
+    assert (await send(mint(headers={"typ": "dpop+jwt"}))).status == 200
+    assert (await send(raw_token('{"alg":"HS256"}', payload_json()))).status == 200
+
+
+def test_token_types_configuration_errors() -> None:
+    with pytest.raises(TypeError, match="token_types"):
+        make(token_types="at+jwt")
+    for bad in ([], [""], ["application/"], [None]):
+        with pytest.raises(ValueError, match="token_types"):
+            make(token_types=bad)
+
+
+def test_jwks_url_without_audience_or_issuer_warns(caplog: pytest.LogCaptureFixture) -> None:
+    from agentos_mw.auth import JWTMiddleware
+    from tests.test_auth_common import Recorder
+
+    with caplog.at_level("WARNING", logger="agentos_mw.auth"):
+        JWTMiddleware(Recorder(), jwks_url="https://idp.example/jwks")
+    assert any("without audience or issuer" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="agentos_mw.auth"):
+        JWTMiddleware(Recorder(), jwks_url="https://idp.example/jwks", audience="api")
+        JWTMiddleware(Recorder(), jwks_url="https://idp.example/jwks", issuer="https://idp")
+    assert not any("without audience or issuer" in r.getMessage() for r in caplog.records)

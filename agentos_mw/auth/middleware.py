@@ -30,7 +30,7 @@ from .jwks_url import RemoteJWKS
 from .keys import Key, KeyRing, load_jwks_file, load_key, normalize_algorithms
 from .session import ExpiringSession, deadline_of
 from .tokens import SAFE_METHODS, CSRFGuard, TokenExtractor, TokenSource
-from .verify import Verifier
+from .verify import Verifier, media_type
 
 if TYPE_CHECKING:
     from ..rbac import RBACMiddleware
@@ -96,6 +96,7 @@ class JWTMiddleware:
         audience: str | Sequence[str] | None = None,
         verify_audience: bool | None = None,
         issuer: str | Sequence[str] | None = None,
+        token_types: Sequence[str] | None = None,
         dependencies_claims: Sequence[str] | None = None,
         session_state_claims: Sequence[str] | None = None,
         scope_mappings: Mapping[str, Sequence[str]] | None = None,
@@ -186,7 +187,13 @@ class JWTMiddleware:
             verify_audience=bool(verify_audience),
             issuer=issuer_value,
             max_token_bytes=max_token_bytes,
+            token_types=_token_types(token_types),
         )
+        if remote is not None and not verify_audience and issuer_value is None:
+            logger.warning(
+                "jwks_url without audience or issuer: any token the identity provider signs "
+                "(for any of its applications) is accepted; set audience= and/or issuer="
+            )
         self._mapper = ClaimMapper(
             user_id_claim=user_id_claim,
             session_id_claim=session_id_claim,
@@ -358,6 +365,22 @@ class JWTMiddleware:
     def clear_cache(self) -> None:
         """Forget every verified token (e.g. after rotating ``verification_keys`` yourself)."""
         self._cache.clear()
+
+
+def _token_types(values: Sequence[str] | None) -> frozenset[str] | None:
+    if values is None:
+        return None
+    if isinstance(values, str):
+        raise TypeError('token_types must be a list of "typ" values, e.g. ["JWT", "at+jwt"]')
+    types = set()
+    for value in values:
+        text = media_type(value)
+        if not text:
+            raise ValueError("token_types must be a non-empty list of non-empty strings")
+        types.add(text)
+    if not types:
+        raise ValueError("token_types must be a non-empty list of non-empty strings")
+    return frozenset(types)
 
 
 def _str_or_list(value: str | Iterable[str] | None, name: str) -> str | list[str] | None:

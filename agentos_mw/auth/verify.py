@@ -163,6 +163,7 @@ class Verifier:
         verify_audience: bool,
         issuer: str | list[str] | None,
         max_token_bytes: int,
+        token_types: frozenset[str] | None = None,
     ) -> None:
         self.static_keys = static_keys
         self.remote = remote
@@ -173,6 +174,7 @@ class Verifier:
         self.audience_claim = audience_claim
         self.verify_audience = verify_audience
         self._jwt = _StrictJWT()
+        self.token_types = token_types
         self._headers: dict[bytes, tuple[str, str | None]] = {}
         self._options: dict[str, Any] = {}
         self.set_audience(audience)
@@ -276,11 +278,21 @@ class Verifier:
         kid = header.get("kid")
         if type(alg) is not str or (kid is not None and type(kid) is not str):
             raise errors.invalid()
+        if self.token_types is not None and media_type(header.get("typ")) not in self.token_types:
+            raise errors.invalid()
         found = (alg, kid)
         if len(self._headers) >= _HEADER_CACHE_MAX:
             self._headers.clear()
         self._headers[segment] = found
         return found
+
+
+def media_type(value: Any) -> str | None:
+    """A ``typ`` header as compared (RFC 7515 §4.1.9): lowercase, ``application/`` omitted."""
+    if type(value) is not str:
+        return None
+    text: str = value.strip().lower()
+    return text[len("application/") :] if text.startswith("application/") else text
 
 
 def _check_custom_audience(value: Any, expected: str | list[str]) -> None:
