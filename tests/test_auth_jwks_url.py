@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from starlette.applications import Starlette
@@ -24,6 +20,7 @@ from starlette.routing import Route
 from agentos_mw.auth import JWTMiddleware
 from tests.driver import call, http_scope
 from tests.test_auth_common import Recorder, bearer, claims, mint
+from tests.uvicorn_thread import serving
 
 KEY_1 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 KEY_2 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -62,22 +59,9 @@ def idp_server() -> Iterator[IdP]:
         return Response(body, status_code=idp.status, media_type="application/json")
 
     app = Starlette(routes=[Route("/.well-known/jwks.json", jwks)])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("JWKS test server did not start")
-        time.sleep(0.01)
-    idp.url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
-    yield idp
-    server.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+    with serving(app) as (_server, port):
+        idp.url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
+        yield idp
 
 
 _created: list[JWTMiddleware] = []

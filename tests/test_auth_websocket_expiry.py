@@ -7,15 +7,12 @@ uvicorn server with a token that expires two seconds after the handshake.
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -24,6 +21,7 @@ from agentos_mw.auth import JWTMiddleware
 from agentos_mw.auth import session as session_module
 from tests.driver import http_scope
 from tests.test_auth_common import SECRET, bearer, claims, mint
+from tests.uvicorn_thread import serving
 
 EXPIRES = 1_000_000.0
 
@@ -153,24 +151,8 @@ websockets = pytest.importorskip("websockets")
 
 @pytest.fixture(scope="module")
 def server_port() -> Iterator[int]:
-    app = Echo().app(leeway=0)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", ws="websockets-sansio")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.01)
-    try:
+    with serving(Echo().app(leeway=0)) as (_server, port):
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def test_a_real_server_closes_the_session_when_the_token_expires(server_port: int) -> None:

@@ -8,9 +8,6 @@ the websocket handshake is authenticated, and the server shuts down cleanly.
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +19,7 @@ from starlette.applications import Starlette
 
 from agentos_mw import secure_stack
 from tests.hostile.stack import Seen, good_token, make_app, stack_options
+from tests.uvicorn_thread import serving
 
 websockets = pytest.importorskip("websockets")
 
@@ -43,26 +41,9 @@ def served() -> Iterator[Served]:
         middleware=secure_stack(**stack_options(CollectorRegistry())),
         lifespan=inner.router.lifespan_context,
     )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", ws="websockets-sansio")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.01)
-    served = Served(seen, server, port)
-    try:
-        yield served
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-        assert not thread.is_alive(), "uvicorn did not shut down"
-        assert seen.shutdown == 1, "shutdown handler did not run"
+    with serving(app, lifespan="on") as (server, port):
+        yield Served(seen, server, port)
+    assert seen.shutdown == 1, "shutdown handler did not run"
 
 
 def test_startup_ran_before_serving(served: Served) -> None:
