@@ -62,7 +62,7 @@ def get_state(scope: Scope) -> dict[str, Any]:
 
 def is_safe_header_value(value: bytes) -> bool:
     """True when ``value`` may be sent as a header value: no CR, LF or NUL, no leading space."""
-    return not (b"\r" in value or b"\n" in value or b"\0" in value)
+    return not (13 in value or 10 in value or 0 in value)  # CR, LF, NUL
 
 
 def latin1_header(value: str) -> bytes | None:

@@ -129,10 +129,19 @@ class Identity:
         that later requests with the same token receive."""
         state.update(self.fixed)
         state["scopes"] = self.scopes.copy()
-        nested = self.nested
-        state["claims"] = _copy(self.claims, nested[0])
-        state["dependencies"] = _copy(self.dependencies, nested[1])
-        state["session_state"] = _copy(self.session_state, nested[2])
+        in_claims, in_dependencies, in_session_state = self.nested
+        # _copy only where containers are nested: a call less per value on most tokens
+        state["claims"] = _copy(self.claims, in_claims) if in_claims else self.claims.copy()
+        state["dependencies"] = (
+            _copy(self.dependencies, in_dependencies)
+            if in_dependencies
+            else self.dependencies.copy()
+        )
+        state["session_state"] = (
+            _copy(self.session_state, in_session_state)
+            if in_session_state
+            else self.session_state.copy()
+        )
         if self.audience_is_container:
             state["audience"] = _json_copy(self.fixed["audience"])
         scope["user"] = self.user

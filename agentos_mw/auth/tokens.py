@@ -39,7 +39,16 @@ class TokenExtractor:
     malformed bearer header or conflicting tokens.
     """
 
-    __slots__ = ("_cookie", "_header", "_query", "_require_scheme", "missing_detail", "source")
+    __slots__ = (
+        "_cookie",
+        "_header",
+        "_query",
+        "_require_scheme",
+        "_want_cookie",
+        "_want_header",
+        "missing_detail",
+        "source",
+    )
 
     def __init__(
         self,
@@ -64,6 +73,8 @@ class TokenExtractor:
         self._require_scheme = self._header == b"authorization"
         self._cookie = cookie_name.encode("latin-1")
         self._query = websocket_query_token
+        self._want_header = self.source is not TokenSource.COOKIE
+        self._want_cookie = self.source is not TokenSource.HEADER
         self.missing_detail = {
             TokenSource.HEADER: errors.MISSING_HEADER,
             TokenSource.COOKIE: errors.MISSING_COOKIE,
@@ -71,12 +82,11 @@ class TokenExtractor:
         }[self.source]
 
     def extract(self, scope: Scope) -> tuple[bytes | None, bool]:
-        source = self.source
         header_token: bytes | None = None
         cookie_values: list[bytes] | None = None
         headers: Iterable[tuple[bytes, bytes]] = scope.get("headers") or ()
-        want_header = source is not TokenSource.COOKIE
-        want_cookie = source is not TokenSource.HEADER
+        want_header = self._want_header
+        want_cookie = self._want_cookie
         seen_header = False
         for key, value in headers:
             if want_header and key == self._header:
@@ -112,12 +122,12 @@ class TokenExtractor:
                 raise errors.bad_request(errors.MALFORMED_HEADER)
             if value[6] in (0x20, 0x09):
                 token = value[7:].lstrip(_WS)
-                if b" " in token or b"\t" in token:
+                if 32 in token or 9 in token:  # int needles: no buffer export, ~6x faster
                     raise errors.bad_request(errors.MALFORMED_HEADER)
                 return token
         if self._require_scheme or not value:
             return None
-        if b" " in value or b"\t" in value:
+        if 32 in value or 9 in value:
             raise errors.bad_request(errors.MALFORMED_HEADER)
         return value
 
