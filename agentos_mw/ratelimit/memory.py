@@ -23,6 +23,9 @@ from .store import Bucket, Decision
 #: Every ``_RECLAIM_EVERY`` hits, up to ``_RECLAIM_BATCH`` expired entries are reclaimed: faster
 #: than new keys can arrive, and O(1) per hit.
 _RECLAIM_EVERY = 8
+#: Enum members read once: a class attribute lookup on an Enum costs ~0.1 µs on Python 3.11.
+_GCRA = Algorithm.GCRA
+_FIXED_WINDOW = Algorithm.FIXED_WINDOW
 _RECLAIM_BATCH = 16
 _MAX_MARKERS_DEFAULT = 1_000_000
 
@@ -129,7 +132,7 @@ class MemoryStore:
         limit = bucket.limits[0]
         state: State | None = None
         if isinstance(entry, int):  # one-limit buckets are always stored as one int
-            if bucket.algorithm is Algorithm.GCRA:  # _decode_one inlined for the default
+            if bucket.algorithm is _GCRA:  # _decode_one inlined for the default
                 state = (entry >> _EXPIRES_SHIFT,)
             else:
                 state = _decode_one(entry, bucket.algorithm, limit.period_us)
@@ -204,10 +207,10 @@ def _encode_one(state: State, expires: int) -> int:
 
 def _decode_one(entry: int, algorithm: Algorithm, period_us: int) -> State:
     expires = entry >> _EXPIRES_SHIFT
-    if algorithm is Algorithm.GCRA:
+    if algorithm is _GCRA:
         return (expires,)
     first = entry >> _FIELD_SHIFT & _FIELD_MASK
-    if algorithm is Algorithm.FIXED_WINDOW:  # expires = (index + 1) * period
+    if algorithm is _FIXED_WINDOW:  # expires = (index + 1) * period
         return (expires // period_us - 1, first)
     return (expires // period_us - 2, first, entry & _FIELD_MASK)  # expires = (index + 2) * period
 
