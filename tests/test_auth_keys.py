@@ -148,6 +148,21 @@ def test_short_hmac_secret_logs_a_warning(caplog: pytest.LogCaptureFixture) -> N
     assert "short" not in caplog.text.replace("shared secret", "")  # the secret is not logged
 
 
+def test_short_secret_threshold_follows_the_hash_size(caplog: pytest.LogCaptureFixture) -> None:
+    """RFC 7518 §3.2: at least as long as the hash output - 32 bytes for HS256, 64 for HS512."""
+    secret_40 = "k" * 40
+    with caplog.at_level(logging.WARNING, logger="agentos_mw.auth"):
+        JWTMiddleware(Recorder(), verification_keys=[secret_40], algorithm="HS256")
+    assert "RFC 7518" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="agentos_mw.auth"):
+        JWTMiddleware(Recorder(), verification_keys=[secret_40], algorithm="HS512")
+    assert "at least 64 for HS512" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="agentos_mw.auth"):
+        JWTMiddleware(Recorder(), verification_keys=["k" * 64], algorithm="HS512")
+    assert "RFC 7518" not in caplog.text
+
+
 def test_secrets_are_not_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JWT_VERIFICATION_KEY", SECRET)
     monkeypatch.setenv("JWT_JWKS_FILE", "/nonexistent.json")

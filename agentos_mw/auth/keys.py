@@ -38,7 +38,8 @@ OKP_ALGORITHMS = ("EdDSA",)
 SUPPORTED_ALGORITHMS = frozenset(
     (*HMAC_ALGORITHMS, *RSA_ALGORITHMS, *EC_ALGORITHMS, *OKP_ALGORITHMS)
 )
-MIN_HMAC_BYTES = 32  # RFC 7518 §3.2: a key at least as long as the hash output
+MIN_HMAC_BYTES = 32  # RFC 7518 §3.2: a key at least as long as the hash output (HS256)
+_HMAC_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 PublicKey = (
     rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
@@ -195,13 +196,16 @@ def load_key(raw: Any, allowed: frozenset[str] | None, index: int) -> Key:
     if data.lstrip().startswith((b"ssh-", b"ecdsa-sha2-")):
         raise ValueError(f"{label}: SSH public keys are not supported; use PEM")
     key = bind(prepare_secret(data, label), allowed, label=label)
-    if len(data) < MIN_HMAC_BYTES:
+    # the longest hash this key may verify sets the minimum (HS512: 64 bytes)
+    needed = max((_HMAC_BYTES.get(alg, MIN_HMAC_BYTES) for alg in key.algorithms), default=0)
+    if len(data) < needed:
         logger.warning(
-            "%s is a shared secret of %d bytes; RFC 7518 §3.2 asks for at least %d. "
+            "%s is a shared secret of %d bytes; RFC 7518 §3.2 asks for at least %d for %s. "
             "Use a longer random secret in production.",
             label,
             len(data),
-            MIN_HMAC_BYTES,
+            needed,
+            "/".join(key.algorithms),
         )
     return key
 
