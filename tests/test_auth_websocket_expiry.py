@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -52,19 +52,21 @@ class Echo:
 
 
 async def run_session(
-    app: Any, token: str, script: list[tuple[float, str]], clock: SimpleNamespace
+    app: Any, token: str, script: Iterable[tuple[float, str]], clock: SimpleNamespace
 ) -> list[dict[str, Any]]:
-    """Connect, then send each text at its clock time; return what the server was told."""
+    """Connect, then send each text at its clock time; return what the server was told.
+    ``script`` is read lazily: a generator may change the world between two messages."""
     incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     await incoming.put({"type": "websocket.connect"})
     sent: list[dict[str, Any]] = []
-    pending = list(script)
+    pending = iter(script)
 
     async def receive() -> dict[str, Any]:
         if incoming.empty():
-            if not pending:
+            step = next(pending, None)
+            if step is None:
                 return {"type": "websocket.disconnect", "code": 1000}
-            at, text = pending.pop(0)
+            at, text = step
             clock.now = at
             return {"type": "websocket.receive", "text": text}
         return await incoming.get()
@@ -141,9 +143,69 @@ async def test_tokens_without_exp_never_expire_a_session(
     assert echo.ended == "disconnect 1000"
 
 
+class Revocations:
+    """A revocation check whose answer the test flips; counts how often it is asked."""
+
+    def __init__(self) -> None:
+        self.revoked = False
+        self.fail = False
+        self.calls = 0
+
+    async def __call__(self, claims: dict[str, Any]) -> bool:
+        self.calls += 1
+        if self.fail:
+            raise ConnectionError("revocation store down")
+        return self.revoked
+
+
+@pytest.mark.anyio
+async def test_a_revoked_token_closes_the_session_at_the_next_recheck(
+    clock: SimpleNamespace,
+) -> None:
+    echo, revocations = Echo(), Revocations()
+    start = clock.now
+    app = echo.app(revocation_check=revocations, websocket_recheck_interval=30)
+
+    def script() -> Iterator[tuple[float, str]]:
+        yield (start + 1, "before")
+        revocations.revoked = True  # revoked after the handshake and the first message
+        yield (start + 10, "within the interval: not re-checked yet")
+        yield (start + 31, "after")
+
+    sent = await run_session(app, mint(claims()), script(), clock)
+    texts = [m.get("text") for m in sent if m["type"] == "websocket.send"]
+    assert texts == ["before", "within the interval: not re-checked yet"]
+    assert sent[-1] == {"type": "websocket.close", "code": 1008, "reason": "Token has been revoked"}
+    assert echo.ended == "disconnect 1008"
+    assert revocations.calls == 2  # the handshake, then one re-check 30 s later
+
+
+@pytest.mark.anyio
+async def test_a_failing_revocation_store_keeps_an_open_session(
+    clock: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    echo, revocations = Echo(), Revocations()
+    start = clock.now
+    app = echo.app(revocation_check=revocations, websocket_recheck_interval=5)
+
+    def script() -> Iterator[tuple[float, str]]:
+        yield (start + 1, "one")
+        revocations.fail = True
+        yield (start + 6, "two")
+
+    with caplog.at_level("ERROR", logger="agentos_mw.auth"):
+        sent = await run_session(app, mint(claims()), script(), clock)
+    assert [m.get("text") for m in sent if m["type"] == "websocket.send"][:2] == ["one", "two"]
+    assert echo.ended == "disconnect 1000"
+    assert "websocket kept open" in caplog.text
+
+
 def test_option_type_is_checked() -> None:
     with pytest.raises(TypeError, match="websocket_expiry"):
         Echo().app(websocket_expiry="yes")
+    for bad in (0, -1, True, "30", float("nan")):
+        with pytest.raises(ValueError, match="websocket_recheck_interval"):
+            Echo().app(websocket_recheck_interval=bad)
 
 
 websockets = pytest.importorskip("websockets")

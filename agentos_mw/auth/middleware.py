@@ -73,8 +73,9 @@ class JWTMiddleware:
       token (401 "Invalid token"); exceptions propagate like the app's own.
 
     ``websocket_expiry`` (default on): a websocket session ends with its token; the first
-    client message after ``exp`` (plus ``leeway``) closes it with code 1008 (see
-    :mod:`agentos_mw.auth.session`).
+    client message after ``exp`` (plus ``leeway``) closes it with code 1008, and with a
+    ``revocation_check`` client messages re-ask it every ``websocket_recheck_interval`` seconds
+    (see :mod:`agentos_mw.auth.session`).
     """
 
     def __init__(
@@ -117,6 +118,7 @@ class JWTMiddleware:
         cache_size: int = 10_000,
         websocket_query_token: bool = False,
         websocket_expiry: bool = True,
+        websocket_recheck_interval: float = 30.0,
         csrf_protection: bool = True,
         trusted_origins: Sequence[str] | None = None,
         realm: str = "api",
@@ -209,7 +211,14 @@ class JWTMiddleware:
         )
         if not isinstance(websocket_expiry, bool):
             raise TypeError("websocket_expiry must be a bool")
+        if (
+            isinstance(websocket_recheck_interval, bool)
+            or not isinstance(websocket_recheck_interval, (int, float))
+            or not websocket_recheck_interval > 0
+        ):
+            raise ValueError("websocket_recheck_interval must be a positive number of seconds")
         self._websocket_leeway = float(leeway) if websocket_expiry else None
+        self._websocket_recheck = float(websocket_recheck_interval)
         self._csrf = CSRFGuard(trusted_origins) if csrf_protection else None
         self._excluded = PathSet(
             DEFAULT_EXCLUDED_PATHS if excluded_route_paths is None else excluded_route_paths
@@ -267,7 +276,7 @@ class JWTMiddleware:
 
         rbac = self._rbac
         decision: Decision | None = None
-        session_deadline: float | None = None
+        session_identity: Identity | None = None
         try:
             token, from_cookie = self._extractor.extract(scope)
             if token is not None:
@@ -289,7 +298,7 @@ class JWTMiddleware:
                     state = scope["state"] = {}
                 identity.inject(scope, state)
                 if scope_type == "websocket" and self._websocket_leeway is not None:
-                    session_deadline = deadline_of(identity.claims, self._websocket_leeway)
+                    session_identity = identity
                 if self._on_auth is not None:
                     result = self._on_auth(state["claims"], state)
                     if inspect.isawaitable(result):
@@ -316,11 +325,28 @@ class JWTMiddleware:
         if rbac is not None and decision is not None and not decision.allowed:
             await rbac.deny(scope, send, method, decision)
             return
-        if session_deadline is not None:
-            session = ExpiringSession(receive, send, session_deadline)
-            await self.app(scope, session.receive, session.send)
-            return
+        if session_identity is not None:
+            session = self._session(receive, send, session_identity)
+            if session is not None:
+                await self.app(scope, session.receive, session.send)
+                return
         await self.app(scope, receive, send)
+
+    def _session(self, receive: Receive, send: Send, identity: Identity) -> ExpiringSession | None:
+        """The guard that ends a websocket session with its token (expiry, revocation)."""
+        assert self._websocket_leeway is not None
+        deadline = deadline_of(identity.claims, self._websocket_leeway)
+        check = self._revocation_check
+        if deadline is None and check is None:
+            return None
+        still_valid = None
+        if check is not None:
+            claims = identity.claims
+
+            async def still_valid() -> bool:
+                return not await check(claims)
+
+        return ExpiringSession(receive, send, deadline, still_valid, self._websocket_recheck)
 
     async def _authenticate(self, scope: Scope, token: bytes, now: float) -> Identity:
         if self._audience_from_app:
