@@ -167,14 +167,18 @@ class SecurityHeadersMiddleware:
     ) -> list[tuple[bytes, bytes]]:
         headers = list(raw)
         watch = self._watch
-        event_stream = False
+        content_type = None
         for key, value in headers:
             if type(key) is not bytes or not key.islower() or key in watch:
                 return self._merge_general(headers, ours)
-            if key == b"content-type":
-                event_stream = bytes(value).lower().startswith(b"text/event-stream")
+            if key == b"content-type" and content_type is None:  # the first one counts
+                content_type = value
         headers.extend(ours)
-        if event_stream and self.sse_no_buffering:
+        if (
+            self.sse_no_buffering
+            and content_type is not None
+            and bytes(content_type).lower().startswith(b"text/event-stream")
+        ):
             headers.append((b"x-accel-buffering", b"no"))
         return headers
 

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -137,6 +137,18 @@ NAME_POOL = [
     st.booleans(),
     st.booleans(),
     st.booleans(),
+)
+@example(  # two content types: only the first decides about x-accel-buffering
+    [("content-type", "lower", b"text/event-stream"), ("content-type", "lower", b"v")],
+    False,
+    False,
+    False,
+)
+@example(
+    [("content-type", "lower", b"v"), ("content-type", "lower", b"text/event-stream")],
+    False,
+    False,
+    False,
 )
 def test_fast_path_gives_what_the_general_merge_gives(
     headers: list[tuple[str, str, bytes]], override: bool, hide_server: bool, https: bool
