@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,27 +18,12 @@ httpx = pytest.importorskip("httpx")
 
 from agno.agent import Agent  # noqa: E402
 from agno.db.in_memory import InMemoryDb  # noqa: E402
-from agno.models.base import Model  # noqa: E402
 from agno.os import AgentOS  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 
 from agentos_mw.auth import JWTMiddleware  # noqa: E402
+from tests.agno_offline import OfflineModel  # noqa: E402
 from tests.test_auth_common import SECRET, claims, mint  # noqa: E402
-
-
-@dataclass
-class OfflineModel(Model):
-    """A model that fails if anything tries to call it: these tests make no model calls."""
-
-    id: str = "offline"
-    name: str = "offline"
-    provider: str = "offline"
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("no model calls in interop tests")
-
-    invoke = ainvoke = invoke_stream = ainvoke_stream = _refuse
-    _parse_provider_response = _parse_provider_response_delta = _refuse
 
 
 def agent_os_app(**middleware_options: Any) -> FastAPI:

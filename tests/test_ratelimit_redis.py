@@ -7,9 +7,7 @@ import asyncio
 import itertools
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -35,6 +33,7 @@ from agentos_mw.ratelimit import (
 )
 from tests.conftest import REDIS_URL
 from tests.driver import call, http_scope
+from tests.hostile.faultkit import PrivateRedis
 from tests.test_ratelimit_algorithms import ALGORITHMS, BASE_US, LIMITS, SEQUENCES, run_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,37 +180,18 @@ async def test_revocations_are_shared_through_redis(redis_client: Any, redis_pre
 # -- a private redis-server, for outages --------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def private_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server binary not found")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            time.sleep(0.05)
     try:
-        yield proc, f"redis://127.0.0.1:{port}/0"
+        server = PrivateRedis()
+    except FileNotFoundError:
+        pytest.skip("redis-server binary not found")
+    server.start()
+    assert server.proc is not None
+    try:
+        yield server.proc, server.url
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
-        proc.wait()
+        server.kill()  # SIGKILL ends a frozen (SIGSTOP) server too
 
 
 @pytest.mark.anyio

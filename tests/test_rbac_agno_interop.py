@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -20,41 +18,14 @@ pytest.importorskip("python_multipart", reason="AgentOS's routers need python-mu
 jwt = pytest.importorskip("jwt")
 
 from agno.agent import Agent  # noqa: E402
-from agno.models.base import Model  # noqa: E402
-from agno.models.response import ModelResponse  # noqa: E402
 from agno.os import AgentOS  # noqa: E402
 from agno.os.scopes import get_default_scope_mappings, get_required_scopes_for_route  # noqa: E402
 
+from agentos_mw.auth import JWTMiddleware  # noqa: E402
 from agentos_mw.rbac import RBACMiddleware, RBACPolicy  # noqa: E402
+from tests.agno_offline import OfflineModel  # noqa: E402
 
 KEY = "interop-secret-key-long-enough-for-hs256-tokens"
-
-
-@dataclass
-class OfflineModel(Model):
-    """A model that never leaves the process: AgentOS only needs one to build its agents."""
-
-    id: str = "offline"
-    name: str = "Offline"
-    provider: str = "Offline"
-
-    def invoke(self, *args: Any, **kwargs: Any) -> ModelResponse:
-        return ModelResponse(content="ok")
-
-    async def ainvoke(self, *args: Any, **kwargs: Any) -> ModelResponse:
-        return ModelResponse(content="ok")
-
-    def invoke_stream(self, *args: Any, **kwargs: Any) -> Iterator[ModelResponse]:
-        yield ModelResponse(content="ok")
-
-    async def ainvoke_stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ModelResponse]:
-        yield ModelResponse(content="ok")
-
-    def _parse_provider_response(self, response: Any, **kwargs: Any) -> ModelResponse:
-        return ModelResponse(content="ok")
-
-    def _parse_provider_response_delta(self, response: Any) -> ModelResponse:
-        return ModelResponse(content="ok")
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +37,6 @@ def agentos_app() -> Any:
 
 
 def jwt_stack(app: Any) -> Any:
-    try:
-        from agentos_mw.auth import JWTMiddleware
-    except ImportError:  # pragma: no cover - the auth package ships with agentos_mw
-        pytest.skip("agentos_mw.auth.JWTMiddleware not available")
     return JWTMiddleware(app, verification_keys=[KEY], algorithm="HS256", authorization=True)
 
 
